@@ -1,0 +1,3 @@
+from marginface.cli.main import main
+
+raise SystemExit(main())

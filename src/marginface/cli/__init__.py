@@ -1,0 +1,1 @@
+"""Command-line interface: each subcommand parses arguments and calls one library function."""

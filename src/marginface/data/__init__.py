@@ -1,0 +1,1 @@
+"""marginface.data."""
