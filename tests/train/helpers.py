@@ -35,7 +35,7 @@ class TinyNet(nn.Module):
 
 
 class TinyCosFace(nn.Module):
-    """Target logit s*(cos - m); only for trainer tests (the real heads live in marginface.heads)."""
+    """Target logit s*(cos - m); for trainer tests only (real heads: marginface.heads)."""
 
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 16.0,
                  margin: float = 0.2) -> None:

@@ -52,7 +52,7 @@ class Trainer:
 
     def __init__(
         self,
-        config: Config,
+        config: Config | None,
         run_dir: str | Path,
         *,
         model: nn.Module | None = None,
@@ -60,22 +60,22 @@ class Trainer:
         train_dataset: Dataset | None = None,
         pair_sets: list[Any] | None = None,
         resume: bool = False,
+        max_steps: int | None = None,
         ctx: DistContext | None = None,
     ) -> None:
-        self.ctx = ctx or DistContext(device=torch.device(config.train.device))
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         resume_state = None
+        self.resumed_from: Path | None = None
         if resume:
-            path, resume_state = latest_good_checkpoint(self.ckpt_dir)
-            self.resumed_from = path
-            saved = config_from_dict(resume_state["config"])
-            # the resumed run keeps its own settings except the length and the I/O knobs
-            saved.train.max_steps = config.train.max_steps or saved.train.max_steps
-            saved.train.epochs = config.train.epochs if config.train.max_steps is None \
-                else saved.train.epochs
-            saved.train.progress = config.train.progress
-            config = saved
+            # the run's own config, from its newest checkpoint; only the length may change
+            self.resumed_from, resume_state = latest_good_checkpoint(self.ckpt_dir)
+            config = config_from_dict(resume_state["config"])
+        if config is None:
+            raise ValueError("a config is required unless resuming")
+        if max_steps is not None:
+            config.train.max_steps = int(max_steps)
+        self.ctx = ctx or DistContext(device=torch.device(config.train.device))
         self.config = c = config
         if c.train.precision == "fp16" and self.ctx.device.type != "cuda":
             raise ValueError("train.precision='fp16' needs CUDA; use 'bf16' or 'fp32' on CPU")

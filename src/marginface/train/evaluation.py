@@ -59,7 +59,7 @@ def evaluate_pair_set(model: nn.Module, pair_set: Any, *, mean: Sequence[float],
                       std: Sequence[float], batch_size: int = 128, flip: bool = True,
                       n_folds: int = 10, device: torch.device | str = "cpu",
                       autocast_dtype: torch.dtype | None = None) -> dict[str, Any]:
-    """Verification report (``accuracy_mean``, ``accuracy_std``, ``auc``, ``eer``, ...) as a dict."""
+    """Verification report as a dict (``accuracy_mean``, ``accuracy_std``, ``auc``, ``eer``)."""
     from marginface.eval.verification import verify_scores
 
     if isinstance(pair_set, PairImages):
