@@ -140,7 +140,7 @@ def check_train_dataset(dataset: Dataset, num_classes: int | None) -> int:
     empty = np.flatnonzero(counts == 0)
     if empty.size:
         names = getattr(dataset, "classes", None)
-        first = names[empty[0]] if names is not None and len(names) > empty[0] else empty[0]
+        first = names[empty[0]] if names is not None and len(names) > empty[0] else int(empty[0])
         raise ValueError(
             f"{empty.size} of {classes} identities have no images (first: {first!r}); "
             f"num_classes must match the identities present"

@@ -240,7 +240,7 @@ class Trainer:
             raise TrainingDiverged(f"non-finite embeddings at step {step_no}")
         loss = self.classifier.loss(embeddings, labels)
         if any_rank(not bool(torch.isfinite(loss)), self.ctx):
-            raise TrainingDiverged(f"non-finite loss ({float(loss)}) at step {step_no}")
+            raise TrainingDiverged(f"non-finite loss ({float(loss.detach())}) at step {step_no}")
         self.optimizer.zero_grad(set_to_none=True)
         self.head_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
