@@ -53,18 +53,19 @@ def build_model(config: ModelConfig) -> nn.Module:
         raise ValueError(f"model.options: {error}") from None
 
 
-def model_preprocessing(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``(mean, std)`` per channel on the 0..1 scale, from the model's stored preprocessing."""
+def model_preprocessing(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...], bool]:
+    """``(mean, std, bgr)``: per-channel mean/std on the 0..1 scale and whether the network wants
+    BGR, from the model's stored preprocessing (insightface's (x/255 - 0.5)/0.5 without one)."""
     pre = getattr(getattr(model, "config", None), "preprocessing", None)
     if pre is None:
-        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # insightface's (x/255 - 0.5) / 0.5
-    mean = pre["mean"] if isinstance(pre, dict) else pre.mean
-    std = pre["std"] if isinstance(pre, dict) else pre.std
-    mean, std = np.broadcast_to(mean, 3), np.broadcast_to(std, 3)
-    # stored either on the 0..1 or the 0..255 scale
-    if max(np.max(mean), np.max(std)) > 1.5:
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), False
+    get = pre.get if isinstance(pre, dict) else lambda key, default=None: getattr(pre, key, default)
+    mean = np.broadcast_to(np.asarray(get("mean"), dtype=np.float64), 3)
+    std = np.broadcast_to(np.asarray(get("std"), dtype=np.float64), 3)
+    if max(np.max(mean), np.max(std)) > 1.5:  # stored in pixel units (0..255)
         mean, std = mean / 255.0, std / 255.0
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    bgr = str(get("channel_order", "RGB")).upper() == "BGR"
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std), bgr
 
 
 @torch.no_grad()

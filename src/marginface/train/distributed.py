@@ -77,7 +77,7 @@ def shutdown_distributed(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def _sum_hook(state: object, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+def _sum_hook(state, bucket):  # no annotations: DDP compares them to its own classes
     """All-reduce SUM of a gradient bucket (DDP's default divides by the world size)."""
     work = dist.all_reduce(bucket.buffer(), async_op=True)
     return work.get_future().then(lambda fut: fut.value()[0])

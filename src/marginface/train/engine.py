@@ -96,7 +96,7 @@ class Trainer:
 
         self.model = (model if model is not None else builders.build_model(c.model))
         self.model.to(self.ctx.device)
-        self.mean, self.std = builders.model_preprocessing(self.model)
+        self.mean, self.std, self.bgr = builders.model_preprocessing(self.model)
         embedding_dim = builders.model_embedding_dim(self.model, input_size)
         if head is None:
             head = builders.build_head(c.head, embedding_dim, self.num_classes)
@@ -185,7 +185,8 @@ class Trainer:
         for pair_set in self.pair_sets:
             report = evaluate_pair_set(self.model, pair_set, mean=self.mean, std=self.std,
                                        batch_size=e.batch_size, flip=e.flip, n_folds=e.n_folds,
-                                       device=self.ctx.device, autocast_dtype=autocast)
+                                       device=self.ctx.device, bgr=self.bgr,
+                                       autocast_dtype=autocast)
             reports[pair_set.name] = report
             self.logger.log_eval(self.step, pair_set.name, report)
         self.history.append({"step": self.step, **{k: v["accuracy_mean"]
@@ -228,7 +229,8 @@ class Trainer:
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor,
                     flips: torch.Tensor | None) -> tuple[float, float | None]:
         dev = self.ctx.device
-        x = normalize_images(images.to(dev, non_blocking=True), self.mean, self.std)
+        x = normalize_images(images.to(dev, non_blocking=True), self.mean, self.std,
+                             bgr=self.bgr)
         if flips is not None and bool(flips.any()):
             x = torch.where(flips.to(dev).view(-1, 1, 1, 1), torch.flip(x, dims=[3]), x)
         labels = labels.to(dev, non_blocking=True).long()
