@@ -28,7 +28,7 @@ def _gradcheck(module: nn.Module, embeddings: torch.Tensor, labels: torch.Tensor
     def fn(e, *ps):
         if before is not None:
             before()
-        return functional_call(module, dict(zip(names, ps)), (e, labels))
+        return functional_call(module, dict(zip(names, ps, strict=True)), (e, labels))
 
     emb = embeddings.detach().clone().requires_grad_()
     assert torch.autograd.gradcheck(fn, (emb, *params))
@@ -86,7 +86,7 @@ def test_detach_margin_value_is_exact_and_gradient_is_straight_through(name):
     probe = torch.randn_like(out_straight)
     g_straight = torch.autograd.grad((out_straight * probe).sum(), (emb, weight))
     g_ref = torch.autograd.grad((reference * probe).sum(), (emb, weight))
-    for a, b in zip(g_straight, g_ref):
+    for a, b in zip(g_straight, g_ref, strict=True):
         torch.testing.assert_close(a, b)
     g_exact = torch.autograd.grad((out_exact * probe).sum(), (emb,))[0]
     if name != "cosface" and name != "normface":  # additive margins: the two gradients coincide

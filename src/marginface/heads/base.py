@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from marginface.heads.matmul import precision_linear
 from marginface.validation import check_embeddings, check_labels, check_positive_int
 
 __all__ = ["Head", "MATMUL_DTYPES"]
@@ -74,12 +75,8 @@ class Head(nn.Module):
         return torch.float32
 
     def _linear(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
-        """``x @ w.T (+ bias)`` with operands in ``matmul_dtype``, result in x's dtype."""
-        out_dtype = x.dtype
-        mm_dtype = torch.float64 if out_dtype == torch.float64 else self.matmul_dtype
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            b = None if bias is None else bias.to(mm_dtype)
-            return F.linear(x.to(mm_dtype), w.to(mm_dtype), b).to(out_dtype)
+        """``x @ w.T (+ bias)`` with the product in ``matmul_dtype``, result in x's dtype."""
+        return precision_linear(x, w, bias, self.matmul_dtype)
 
     def cosine(self, embeddings: Tensor) -> Tensor:
         """``cos(theta)`` (batch, num_classes): both sides L2-normalised in the compute dtype."""
