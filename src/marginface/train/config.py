@@ -70,8 +70,10 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    kind: Literal["synthetic", "folder", "rec"] = "synthetic"
+    kind: Literal["synthetic", "folder", "rec", "lfw"] = "synthetic"
     path: str | None = None
+    identities: list[str] | None = None  # folder: train only on these identity folders
+    exclude_identities: list[str] = field(default_factory=list)  # folder: held out
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     num_classes: int | None = None  # checked against the dataset when given
     flip: bool = True
@@ -110,9 +112,12 @@ class EvalSetConfig:
     """A verification set: the synthetic pairs, an LFW folder, a ``.bin`` or a pairs list."""
 
     name: str = "synthetic"
-    kind: Literal["synthetic", "lfw", "bin", "pairs"] = "synthetic"
+    kind: Literal["synthetic", "lfw", "bin", "pairs", "folder"] = "synthetic"
     path: str | None = None
     folds: list[int] | None = None  # LFW protocol: evaluate only these folds' pairs (1..10)
+    identities: list[str] | None = None  # folder: pairs drawn from these identity folders
+    num_pairs: int = 600  # folder: number of pairs (half same, half different)
+    skip_bad_images: bool = False
 
 
 @dataclass

@@ -26,12 +26,11 @@ from marginface.train.checkpoint import (
     capture_rng_state,
     checkpoint_name,
     latest_good_checkpoint,
-    load_checkpoint,
     prune_checkpoints,
     restore_rng_state,
     save_checkpoint,
 )
-from marginface.train.classifier import LocalClassifier, build_classifier
+from marginface.train.classifier import build_classifier
 from marginface.train.config import Config, config_from_dict, config_to_dict, save_config
 from marginface.train.distributed import DistContext, any_rank, wrap_backbone
 from marginface.train.evaluation import evaluate_pair_set, normalize_images
@@ -349,7 +348,7 @@ class Trainer:
             "verification": {k: {m: v.get(m) for m in ("accuracy_mean", "accuracy_std", "auc",
                                                         "eer", "pairs")}
                              for k, v in reports.items()},
-            "skipped_images": int(getattr(self.train_dataset, "skipped", 0) or 0),
+            "skipped_images": _count(getattr(self.train_dataset, "skipped", 0)),
         }
         self._save_model_file()
         write_summary(self.run_dir, summary)
@@ -368,4 +367,6 @@ class Trainer:
             torch.save(self.model.state_dict(), self.run_dir / "model.pt")
 
 
-__all__ += ["LocalClassifier", "load_checkpoint"]
+def _count(skipped: Any) -> int:
+    """Datasets report skipped images as a count or as a list of them."""
+    return len(skipped) if isinstance(skipped, (list, tuple)) else int(skipped or 0)
