@@ -219,4 +219,5 @@ def build_real_pair_set(item: EvalSetConfig, input_size: tuple[int, int], *, whe
         pair_set = pair_set.subset(keep)
         pair_set.folds = None  # the held-out pairs are split into contiguous folds for accuracy
         pair_set.skipped = 0  # pairs of other folds are not skipped, just not part of the test
+    pair_set.skip_bad = item.skip_bad_images
     return pair_set
