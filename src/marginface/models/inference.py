@@ -19,8 +19,10 @@ import copy
 from collections.abc import Iterator
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 from torch.fx.experimental.optimization import fuse
+
+from marginface.models.layers import InputCheck
 
 
 class InferenceModel(nn.Module):
@@ -40,11 +42,18 @@ class InferenceModel(nn.Module):
         return out.float()
 
 
+class _Tracer(fx.Tracer):
+    # Keep the input-size check as one opaque call: its Python `if` cannot be traced.
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, InputCheck) or super().is_leaf_module(module, qualified_name)
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (eval mode) with conv->BN and linear->BN pairs folded."""
     module = copy.deepcopy(model).eval()
     config = getattr(model, "config", None)
-    folded = fuse(module, inplace=True)
+    traced = fx.GraphModule(module, _Tracer().trace(module))
+    folded = fuse(traced, inplace=True, no_trace=True)
     if config is not None:
         folded.config = config
     return folded

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from marginface.models.layers import InputCheck
+
 # Residual units per stage.
 IRESNET_LAYERS: dict[int, tuple[int, int, int, int]] = {
     18: (2, 2, 2, 2),
@@ -66,6 +68,7 @@ class IResNet(nn.Module):
             raise ValueError(f"layers must be 4 positive unit counts, got {layers!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.check = InputCheck(tuple(input_size))
         self.conv1 = _conv3x3(3, 64)
         self.bn1 = nn.BatchNorm2d(64)
         self.prelu = nn.PReLU(64)
@@ -94,7 +97,7 @@ class IResNet(nn.Module):
         self.features.weight.requires_grad_(False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.prelu(self.bn1(self.conv1(x)))
+        x = self.prelu(self.bn1(self.conv1(self.check(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.dropout(self.bn2(x).flatten(1))
         return self.features(self.fc(x))

@@ -37,3 +37,23 @@ class Flatten(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.flatten(1)
+
+
+class InputCheck(nn.Module):
+    """Raises ValueError when an image batch is not (N, 3, H, W) at the model's input size.
+
+    Without it a 112x112 batch through a 112x96 MobileFaceNet would silently give a wrong-sized
+    embedding (the GDConv would slide). A leaf module, so graph tracing keeps it as one call.
+    """
+
+    def __init__(self, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != self.input_size:
+            raise ValueError(
+                f"images must have shape (N, 3, {self.input_size[0]}, {self.input_size[1]}), "
+                f"got {tuple(x.shape)}"
+            )
+        return x

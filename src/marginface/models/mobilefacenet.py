@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from marginface.models.layers import ConvUnit, Flatten
+from marginface.models.layers import ConvUnit, Flatten, InputCheck
 
 # (expansion t, output channels c, repeats n, first stride s), from the paper's table.
 BOTTLENECK_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
@@ -83,6 +83,7 @@ class MobileFaceNet(nn.Module):
         if not isinstance(width, (int, float)) or width <= 0:
             raise ValueError(f"width must be a positive number, got {width!r}")
         stem = _scaled(64, width)
+        self.check = InputCheck(tuple(input_size))
         self.conv1 = ConvUnit(3, stem, 3, 2, 1)
         self.dw_conv1 = ConvUnit(stem, stem, 3, 1, 1, groups=stem)
         blocks: list[nn.Module] = []
@@ -102,7 +103,7 @@ class MobileFaceNet(nn.Module):
         _init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.blocks(self.dw_conv1(self.conv1(x)))
+        x = self.blocks(self.dw_conv1(self.conv1(self.check(x))))
         return self.flatten(self.embedding(self.gdconv(self.conv2(x))))
 
 
@@ -137,6 +138,7 @@ class MobileFaceNetWide(nn.Module):
         if not isinstance(scale, int) or scale < 1:
             raise ValueError(f"scale must be a positive int, got {scale!r}")
         c1, c2 = 64 * scale, 128 * scale
+        self.check = InputCheck(tuple(input_size))
         layers: list[nn.Module] = [ConvUnit(3, c1, 3, 2, 1)]
         if blocks[0] == 1:
             layers.append(ConvUnit(c1, c1, 3, 1, 1, groups=64))
@@ -159,7 +161,7 @@ class MobileFaceNetWide(nn.Module):
         _init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.gdconv(self.conv_sep(self.trunk(x)))
+        x = self.gdconv(self.conv_sep(self.trunk(self.check(x))))
         return self.features(self.fc(self.flatten(x)))
 
 

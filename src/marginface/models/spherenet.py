@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from marginface.models.layers import InputCheck
+
 SPHERENET_LAYERS: dict[int, tuple[int, int, int, int]] = {
     20: (1, 2, 4, 1),
     36: (2, 4, 8, 2),
@@ -63,6 +65,7 @@ class SphereNet(nn.Module):
             raise ValueError(f"layers must be 4 non-negative unit counts, got {layers!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.check = InputCheck(tuple(input_size))
         stages: list[nn.Module] = []
         channels = 3
         for width, units in zip(STAGE_CHANNELS, layers, strict=True):
@@ -92,5 +95,5 @@ class SphereNet(nn.Module):
         nn.init.zeros_(self.fc5.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.dropout(self.bn_pre_fc5(self.stages(x)))
+        x = self.dropout(self.bn_pre_fc5(self.stages(self.check(x))))
         return self.bn5(self.fc5(self.flatten(x)))
