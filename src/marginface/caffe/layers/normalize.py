@@ -1,0 +1,37 @@
+"""Caffe ``Normalize`` (NormFace, Wang et al. 2017; happynear's caffe): per-position L2 norm.
+
+For every sample and spatial position, ``norm = sqrt(sum_c x_c^2 + 1e-6)`` and ``y = x / norm``.
+Caffe's backward ``dx = (dy - y <y, dy>) / norm`` is exactly the derivative of this forward, so
+autograd reproduces it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+#: The constant Caffe adds to the sum of squares before the square root.
+NORMALIZE_EPS = 1e-6
+
+
+class Normalize(nn.Module):
+    """L2-normalise over the channel axis (axis 1), ``y = x / sqrt(sum x^2 + 1e-6)``.
+
+    Only ``normalize_type: "L2"`` is implemented; the phase does not matter.
+    """
+
+    def __init__(self, normalize_type: str = "L2") -> None:
+        super().__init__()
+        if normalize_type != "L2":
+            raise ValueError(f"Normalize: normalize_type must be 'L2', got {normalize_type!r}")
+        self.normalize_type = normalize_type
+
+    def forward(self, bottom: Tensor) -> Tensor:
+        if not isinstance(bottom, Tensor) or not bottom.is_floating_point() or bottom.dim() < 2:
+            raise ValueError("Normalize: bottom must be a floating tensor of shape (N, C, ...), "
+                             f"got {getattr(bottom, 'shape', type(bottom).__name__)}")
+        norm = torch.sqrt((bottom * bottom).sum(dim=1, keepdim=True) + NORMALIZE_EPS)
+        return bottom / norm
+
+    def extra_repr(self) -> str:
+        return f"normalize_type={self.normalize_type!r}"
