@@ -378,3 +378,16 @@ def test_margin_inner_product_lambda_floor_and_gradcheck():
         MarginInnerProduct(4, type="QUINTUPLE")
     with pytest.raises(ValueError, match=r"label\[0\] = 9"):
         layer(x, torch.tensor([9, 0, 0, 0, 0]))
+
+
+def test_normalize_fields_and_second_top():
+    x = torch.randn(3, 5, dtype=D)
+    y, norm = Normalize(fix_gradient=True, bp_norm=True, num_tops=2)(x)
+    torch.testing.assert_close(norm, torch.sqrt((x ** 2).sum(1, keepdim=True) + 1e-6))
+    torch.testing.assert_close(y, x / norm)
+
+
+def test_blob_names_in_caffe_order():
+    assert InnerProduct(3, 4).blob_names == ["weight", "bias"]
+    assert InnerProduct(3, 4, bias_term=False).blob_names == ["weight"]
+    assert MarginInnerProduct(3, 4).blob_names == ["weight"]

@@ -76,6 +76,11 @@ class InnerProduct(LazyModuleMixin, nn.Module):
         if self.bias is not None:
             fill_(self.bias, self.bias_filler)
 
+    @property
+    def blob_names(self) -> list[str]:
+        """Parameter names in Caffe's blob order."""
+        return ["weight", "bias"] if self.bias_term else ["weight"]
+
     def _weight_shape(self, k: int) -> tuple[int, int]:
         return (k, self.num_output) if self.transpose else (self.num_output, k)
 

@@ -96,6 +96,11 @@ class MarginInnerProduct(LazyModuleMixin, nn.Module):
             fill_(self.weight, self.weight_filler)
 
     @property
+    def blob_names(self) -> list[str]:
+        """Parameter names in Caffe's blob order."""
+        return ["weight"]
+
+    @property
     def type(self) -> str:
         return next(k for k, v in MARGIN_TYPES.items() if v == self.m)
 
