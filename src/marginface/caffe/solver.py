@@ -1,0 +1,292 @@
+"""Caffe solver settings (``solver.prototxt``): typed config, learning-rate policies, optimizer.
+
+``SolverConfig.from_dict`` takes the solver's fields (a plain dict, or the prototxt parser's
+message: any object whose ``items()`` yields ``(name, value or list of values)``), with Caffe's
+field names. Fields that only steer Caffe's own process (``solver_mode``, ``device_id``, ...) are
+kept in ``ignored``; a field Caffe does not define is a ``ValueError``.
+
+Learning-rate policies (Caffe's ``SGDSolver::GetLearningRate``), at iteration ``it``:
+fixed ``base_lr``; step ``base_lr * gamma^floor(it/stepsize)``; exp ``base_lr * gamma^it``;
+inv ``base_lr * (1 + gamma*it)^(-power)``; multistep ``base_lr * gamma^k`` with k the number of
+``stepvalue`` entries <= it; poly ``base_lr * (1 - it/max_iter)^power``; sigmoid
+``base_lr / (1 + exp(-gamma*(it - stepsize)))``. Computed in double precision (Caffe: float).
+
+``CaffeSGD`` is Caffe's update rule, which differs from ``torch.optim.SGD`` when the rate changes:
+``v = momentum*v + lr*lr_mult*(g/iter_size + weight_decay*decay_mult*w)``, ``w -= v``
+(Nesterov: ``w -= (1+momentum)*v_new - momentum*v_old``), after clipping the global gradient
+norm to ``clip_gradients`` when that is >= 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["SolverConfig", "caffe_learning_rate", "CaffeSGD", "make_torch_optimizer",
+           "make_lr_scheduler", "LR_POLICIES", "IGNORED_FIELDS"]
+
+LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
+#: SolverParameter fields that concern Caffe's process, not the maths of training.
+IGNORED_FIELDS = frozenset({
+    "solver_mode", "device_id", "debug_info", "snapshot_after_train", "snapshot_format",
+    "snapshot_diff", "layer_wise_reduce", "test_compute_loss", "eval_type", "ap_version",
+    "train_state", "test_state", "random_seed", "test_initialization", "average_loss",
+    "weights",
+})
+_SOLVER_TYPES = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam",
+                 "SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad",
+                 "RMSPROP": "RMSProp", "ADADELTA": "AdaDelta", "ADAM": "Adam"}
+_REPEATED = frozenset({"stepvalue", "test_iter", "test_net", "test_net_param"})
+
+
+@dataclass
+class SolverConfig:
+    """The SolverParameter fields marginface uses, with Caffe's names and defaults."""
+
+    base_lr: float
+    lr_policy: str
+    gamma: float = 0.0
+    power: float = 0.0
+    stepsize: int = 0
+    stepvalue: list[int] = field(default_factory=list)
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    regularization_type: str = "L2"
+    clip_gradients: float = -1.0
+    max_iter: int = 0
+    iter_size: int = 1
+    snapshot: int = 0
+    snapshot_prefix: str = ""
+    display: int = 0
+    test_interval: int = 0
+    test_iter: list[int] = field(default_factory=list)
+    type: str = "SGD"
+    net: str | None = None
+    train_net: str | None = None
+    test_net: list[str] = field(default_factory=list)
+    net_param: Any = None
+    train_net_param: Any = None
+    test_net_param: list[Any] = field(default_factory=list)
+    delta: float = 1e-8
+    momentum2: float = 0.999
+    rms_decay: float = 0.99
+    ignored: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.lr_policy not in LR_POLICIES:
+            raise ValueError(f"solver: lr_policy must be one of {LR_POLICIES}, "
+                             f"got {self.lr_policy!r}")
+        for name in ("base_lr", "gamma", "power", "momentum", "weight_decay", "clip_gradients"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"solver: {name} must be finite, got {getattr(self, name)!r}")
+        if self.base_lr < 0:
+            raise ValueError(f"solver: base_lr must be >= 0, got {self.base_lr!r}")
+        if self.iter_size < 1:
+            raise ValueError(f"solver: iter_size must be >= 1, got {self.iter_size!r}")
+        if self.regularization_type not in ("L1", "L2"):
+            raise ValueError(f"solver: regularization_type must be L1 or L2, "
+                             f"got {self.regularization_type!r}")
+        if self.lr_policy == "step" and self.stepsize <= 0:
+            raise ValueError(f"solver: lr_policy 'step' needs stepsize > 0, "
+                             f"got {self.stepsize!r}")
+        if self.lr_policy == "multistep" and any(
+                b <= a for a, b in zip(self.stepvalue, self.stepvalue[1:], strict=False)):
+            raise ValueError(f"solver: stepvalue must increase strictly, got {self.stepvalue}")
+        if self.lr_policy == "poly" and self.max_iter <= 0:
+            raise ValueError(f"solver: lr_policy 'poly' needs max_iter > 0, "
+                             f"got {self.max_iter!r}")
+
+    @classmethod
+    def from_dict(cls, fields: Any) -> SolverConfig:
+        """Build from solver.prototxt fields (a dict or a parsed message), checking every field."""
+        items = fields.items() if hasattr(fields, "items") else None
+        if items is None:
+            raise ValueError(f"solver: expected a mapping of fields, got {type(fields).__name__}")
+        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "ignored"}
+        values: dict[str, Any] = {}
+        ignored: dict[str, Any] = {}
+        for name, raw in items:
+            name = str(name)
+            occurrences = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+            if name in IGNORED_FIELDS:
+                ignored[name] = occurrences[-1] if len(occurrences) == 1 else occurrences
+                continue
+            if name == "solver_type":
+                name, occurrences = "type", [_solver_type(occurrences[-1])]
+                if "type" in values:
+                    raise ValueError("solver: both type and solver_type are given")
+            if name not in known:
+                raise ValueError(f"solver: unknown field {name!r} (not a Caffe SolverParameter "
+                                 f"field marginface knows)")
+            if name in _REPEATED:
+                values[name] = [_coerce(name, v) for v in occurrences]
+            elif len(occurrences) != 1:
+                raise ValueError(f"solver: field {name!r} is given {len(occurrences)} times")
+            else:
+                values[name] = _coerce(name, occurrences[0])
+        for required in ("base_lr", "lr_policy"):
+            if required not in values:
+                raise ValueError(f"solver: the field {required!r} is missing")
+        return cls(**values, ignored=ignored)
+
+
+_INT_FIELDS = {"stepsize", "stepvalue", "max_iter", "iter_size", "snapshot", "display",
+               "test_interval", "test_iter"}
+_FLOAT_FIELDS = {"base_lr", "gamma", "power", "momentum", "weight_decay", "clip_gradients",
+                 "delta", "momentum2", "rms_decay"}
+_STR_FIELDS = {"lr_policy", "regularization_type", "snapshot_prefix", "type", "net",
+               "train_net", "test_net"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _INT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                value != int(value):
+            raise ValueError(f"solver: {name} must be an integer, got {value!r}")
+        return int(value)
+    if name in _FLOAT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"solver: {name} must be a number, got {value!r}")
+        return float(value)
+    if name in _STR_FIELDS:
+        if not isinstance(value, str):
+            raise ValueError(f"solver: {name} must be a string, got {value!r}")
+        if name == "type":
+            return _solver_type(value)
+        return str(value)
+    return value  # nested net definitions are passed through untouched
+
+
+def _solver_type(value: Any) -> str:
+    key = value if isinstance(value, int) and not isinstance(value, bool) else str(value).upper()
+    if key not in _SOLVER_TYPES:
+        raise ValueError(f"solver: unknown solver type {value!r}")
+    return _SOLVER_TYPES[key]
+
+
+def caffe_learning_rate(config: SolverConfig, iteration: int) -> float:
+    """The learning rate Caffe uses for the update of ``iteration`` (0-based)."""
+    if not isinstance(iteration, int) or iteration < 0:
+        raise ValueError(f"iteration must be an integer >= 0, got {iteration!r}")
+    c, it = config, iteration
+    if c.lr_policy == "fixed":
+        return c.base_lr
+    if c.lr_policy == "step":
+        return c.base_lr * c.gamma ** (it // c.stepsize)
+    if c.lr_policy == "exp":
+        return c.base_lr * c.gamma ** it
+    if c.lr_policy == "inv":
+        return c.base_lr * (1.0 + c.gamma * it) ** (-c.power)
+    if c.lr_policy == "multistep":
+        step = 0
+        while step < len(c.stepvalue) and it >= c.stepvalue[step]:
+            step += 1
+        return c.base_lr * c.gamma ** step
+    if c.lr_policy == "poly":
+        if it > c.max_iter:
+            raise ValueError(f"iteration {it} is past max_iter {c.max_iter} (poly policy)")
+        return c.base_lr * (1.0 - it / c.max_iter) ** c.power
+    # sigmoid
+    return c.base_lr * (1.0 / (1.0 + math.exp(-c.gamma * (it - c.stepsize))))
+
+
+class CaffeSGD(torch.optim.Optimizer):
+    """Caffe's SGD / Nesterov update (rate folded into the momentum history).
+
+    Param-group keys: ``lr`` (already ``rate * lr_mult``), ``weight_decay`` (already
+    ``weight_decay * decay_mult``), ``momentum``, ``nesterov``, ``regularization`` ("L2" | "L1"),
+    ``iter_size``. ``clip_gradients`` (>= 0) clips the norm over all parameters first.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0, *, nesterov: bool = False,
+                 regularization: str = "L2", iter_size: int = 1,
+                 clip_gradients: float = -1.0) -> None:
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"CaffeSGD: lr, momentum and weight_decay must be >= 0, got "
+                             f"{lr!r}, {momentum!r}, {weight_decay!r}")
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+                        regularization=regularization, iter_size=iter_size)
+        super().__init__(params, defaults)
+        self.clip_gradients = float(clip_gradients)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        scale = 1.0
+        if self.clip_gradients >= 0:
+            grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+            norm = math.sqrt(sum(float((gr.double() ** 2).sum()) for gr in grads))
+            if norm > self.clip_gradients:
+                scale = self.clip_gradients / norm
+        for group in self.param_groups:
+            mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad * (scale / group["iter_size"])
+                if wd:
+                    g = g + wd * (p if group["regularization"] == "L2" else torch.sign(p))
+                state = self.state[p]
+                history = state.get("history")
+                if history is None:
+                    history = state["history"] = torch.zeros_like(p)
+                if group["nesterov"]:
+                    previous = history.clone()
+                    history.mul_(mu).add_(g, alpha=lr)
+                    p.sub_((1.0 + mu) * history - mu * previous)
+                else:
+                    history.mul_(mu).add_(g, alpha=lr)
+                    p.sub_(history)
+        return loss
+
+
+def make_torch_optimizer(config: SolverConfig,
+                         param_groups: Iterable[tuple[Iterable[Tensor], float, float]]
+                         ) -> CaffeSGD:
+    """A ``CaffeSGD`` for ``(params, lr_mult, decay_mult)`` groups (Caffe's ParamSpec).
+
+    Each group's ``lr`` starts at ``base_lr * lr_mult`` (iteration 0 of the policy); step it
+    with ``make_lr_scheduler``. ``lr_mult`` 0 freezes a group. Solver types SGD and Nesterov.
+    """
+    if config.type not in ("SGD", "Nesterov"):
+        raise ValueError(f"solver: type {config.type!r} is not supported (SGD, Nesterov)")
+    rate0 = caffe_learning_rate(config, 0)
+    groups = []
+    for i, entry in enumerate(param_groups):
+        try:
+            params, lr_mult, decay_mult = entry
+        except (TypeError, ValueError):
+            raise ValueError(f"param_groups[{i}] must be (params, lr_mult, decay_mult)") from None
+        if lr_mult < 0 or decay_mult < 0:
+            raise ValueError(f"param_groups[{i}]: lr_mult and decay_mult must be >= 0, got "
+                             f"{lr_mult!r}, {decay_mult!r}")
+        groups.append({"params": list(params), "lr": rate0 * lr_mult, "lr_mult": lr_mult,
+                       "decay_mult": decay_mult,
+                       "weight_decay": config.weight_decay * decay_mult})
+    return CaffeSGD(groups, lr=rate0, momentum=config.momentum,
+                    weight_decay=config.weight_decay, nesterov=config.type == "Nesterov",
+                    regularization=config.regularization_type, iter_size=config.iter_size,
+                    clip_gradients=config.clip_gradients)
+
+
+def make_lr_scheduler(config: SolverConfig, optimizer: torch.optim.Optimizer
+                      ) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR giving each group ``caffe_learning_rate(it) * lr_mult``; call ``.step()`` once
+    after every ``optimizer.step()`` (one Caffe iteration)."""
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", config.base_lr * group.get("lr_mult", 1.0))
+    if config.base_lr == 0:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 0.0)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: caffe_learning_rate(config, it) / config.base_lr)
+
