@@ -22,6 +22,7 @@ from marginface.caffe.layers import (
     CosinAddm,
     InnerProduct,
     LabelSpecificAdd,
+    MarginInnerProduct,
     Normalize,
     Scale,
     SoftmaxWithLoss,
@@ -131,3 +132,67 @@ def test_seed_prototxt_params(shared_dir):
         for pattern in patterns:
             assert re.search(pattern, text), f"{name}: {pattern!r} not in the prototxt"
     assert "Normalize" not in (seed / "arcface_head.prototxt").read_text().split("layer", 1)[1]
+
+
+def _heads_module():
+    import marginface.heads as heads
+
+    if not hasattr(heads, "CosFace"):
+        pytest.skip("marginface.heads classes are not in this tree yet")
+    return heads
+
+
+MODERN_HEADS = {  # seed head -> (marginface.heads class, keyword arguments)
+    "cosface": ("CosFace", {"scale": 30.0, "margin": 0.35}),
+    "arcface": ("ArcFace", {"scale": 64.0, "margin": 0.5}),
+    "combined": ("CombinedMargin", {"scale": 30.0, "m1": 1.0, "m2": 0.3, "m3": 0.2}),
+}
+
+
+@pytest.mark.parametrize("name", list(SEED_HEADS))
+def test_seed_head_matches_marginface_head_class(name):
+    heads = _heads_module()
+    _, make_margin, s, (_, m2, _), with_normalize = SEED_HEADS[name]
+    emb, weight, label = _inputs(0.35 if name == "cosface" else math.cos(math.pi - m2))
+    caffe = SeedHead(make_margin(), s, with_normalize).double().train()
+    cls_name, kwargs = MODERN_HEADS[name]
+    modern = getattr(heads, cls_name)(DIM, NUM_CLASSES, **kwargs).double().train()
+    with torch.no_grad():
+        caffe.fc.weight.copy_(weight)
+        modern.weight.copy_(weight)
+    x = emb.clone().requires_grad_(True)
+    loss = caffe(x if with_normalize else F.normalize(x, dim=1), label)
+    loss.backward()
+    x_ref = emb.clone().requires_grad_(True)
+    ref = modern.loss(x_ref, label)
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-9, atol=0)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-7, atol=1e-12)
+    torch.testing.assert_close(caffe.fc.weight.grad, modern.weight.grad, rtol=1e-7, atol=1e-12)
+
+
+def test_margin_inner_product_matches_sphereface_head_over_iterations():
+    heads = _heads_module()
+    g = torch.Generator().manual_seed(2)
+    weight = torch.randn(NUM_CLASSES, DIM, generator=g, dtype=D)
+    x = torch.randn(BATCH, DIM, generator=g, dtype=D) * 3
+    label = torch.randint(0, NUM_CLASSES, (BATCH,), generator=g)
+    caffe = MarginInnerProduct(NUM_CLASSES, DIM, type="QUADRUPLE", base=1000, gamma=0.12,
+                               power=1, lambda_min=5).double().train()
+    modern = heads.SphereFace(DIM, NUM_CLASSES, m=4, base=1000, gamma=0.12, power=1,
+                              lambda_min=5).double().train()
+    with torch.no_grad():
+        caffe.weight.copy_(weight)
+        modern.weight.copy_(weight)
+    loss_layer = SoftmaxWithLoss()
+    for _ in range(3):
+        xa = x.clone().requires_grad_(True)
+        xb = x.clone().requires_grad_(True)
+        logits, _ = caffe(xa, label)
+        loss_a = loss_layer(logits, label)
+        loss_b = modern.loss(xb, label)
+        torch.testing.assert_close(loss_a, loss_b, rtol=1e-10, atol=0)
+        (ga,) = torch.autograd.grad(loss_a, xa)
+        (gb,) = torch.autograd.grad(loss_b, xb)
+        torch.testing.assert_close(ga, gb, rtol=1e-7, atol=1e-12)
+    assert int(caffe.iteration) == int(modern.iteration) == 3
