@@ -154,3 +154,41 @@ def test_l1_regularization_and_unsupported_type():
         make_torch_optimizer(_cfg(lr_policy="fixed", type="Adam"), [([p], 1.0, 1.0)])
     with pytest.raises(ValueError, match=r"param_groups\[0\]"):
         make_torch_optimizer(cfg, [([p], -1.0, 1.0)])
+
+
+def _prototxt_parser_available() -> bool:
+    try:
+        import marginface.caffe.prototxt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+SOLVERS = ["amsoftmax/face_solver.prototxt", "combined-margin/solver.prototxt",
+           "mobilefacenet/solver.prototxt", "sphereface/sphereface_solver.prototxt"]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("rel", SOLVERS)
+def test_real_solvers_parse(shared_dir, rel):
+    if not _prototxt_parser_available():
+        pytest.skip("the prototxt parser (marginface.caffe.prototxt) is not in this tree yet")
+    cfg = SolverConfig.from_prototxt(shared_dir / "caffe" / rel)
+    assert cfg.lr_policy == "multistep" and cfg.base_lr == 0.1 and cfg.gamma == 0.1
+    assert cfg.momentum == 0.9 and len(cfg.stepvalue) == 3
+    assert cfg.ignored["solver_mode"] == "GPU"
+    assert caffe_learning_rate(cfg, cfg.stepvalue[0]) == pytest.approx(0.01)
+    if rel.startswith("combined"):
+        assert cfg.iter_size == 2 and cfg.stepvalue == [170000, 250000, 320000]
+        assert cfg.max_iter == 3000000 and cfg.weight_decay == 0.0005
+    if rel.startswith("mobilefacenet"):
+        assert cfg.weight_decay == pytest.approx(0.00004) and cfg.snapshot == 4000
+
+
+def test_from_prototxt_text_and_error():
+    if not _prototxt_parser_available():
+        pytest.skip("the prototxt parser (marginface.caffe.prototxt) is not in this tree yet")
+    cfg = SolverConfig.from_prototxt('base_lr: 0.05\nlr_policy: "poly"\npower: 1\nmax_iter: 10\n')
+    assert caffe_learning_rate(cfg, 5) == pytest.approx(0.025)
+    with pytest.raises(ValueError, match="<solver text>: solver: unknown field 'foo'"):
+        SolverConfig.from_prototxt('base_lr: 0.05\nlr_policy: "fixed"\nfoo: 1\n')

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -134,6 +136,24 @@ class SolverConfig:
             if required not in values:
                 raise ValueError(f"solver: the field {required!r} is missing")
         return cls(**values, ignored=ignored)
+
+    @classmethod
+    def from_prototxt(cls, path_or_text: str | os.PathLike[str]) -> SolverConfig:
+        """Read a solver.prototxt (a path, or the text itself) with the text-format parser."""
+        from marginface.caffe.prototxt import parse_prototxt, read_prototxt
+
+        text_like = isinstance(path_or_text, str) and (
+            "\n" in path_or_text or (":" in path_or_text and not Path(path_or_text).is_file()))
+        if text_like:
+            source = "<solver text>"
+            message = parse_prototxt(str(path_or_text), source)
+        else:
+            source = str(path_or_text)
+            message = read_prototxt(path_or_text)
+        try:
+            return cls.from_dict(message)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
 
 
 _INT_FIELDS = {"stepsize", "stepvalue", "max_iter", "iter_size", "snapshot", "display",
