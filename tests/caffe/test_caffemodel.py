@@ -209,3 +209,24 @@ def test_v1_layout_reads():
         ("loss", "SoftmaxWithLoss")]
     assert np.array_equal(layers[0].blobs[0], w) and np.array_equal(layers[0].blobs[1], b)
     assert layers[2].blobs[0].shape == (1, 1, 10, 8) and np.array_equal(layers[2].blobs[0], fc)
+
+
+_shapes = st.lists(st.integers(0, 4), min_size=0, max_size=4).map(tuple)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=8), st.sampled_from(["Convolution", "PReLU", "Ä"]),
+                          st.lists(st.tuples(_shapes, st.sampled_from([np.float32, np.float64])),
+                                   max_size=3)), max_size=4),
+       st.integers(0, 2 ** 31))
+def test_round_trip_property(spec, seed):
+    rng = np.random.default_rng(seed)
+    layers = [LayerBlobs(name, kind, [rng.standard_normal(shape).astype(dtype)
+                                      for shape, dtype in blobs])
+              for name, kind, blobs in spec]
+    again = parse_caffemodel(encode_caffemodel(layers))
+    assert len(again) == len(layers)
+    for a, b in zip(layers, again, strict=True):
+        assert (a.name, a.type, len(a.blobs)) == (b.name, b.type, len(b.blobs))
+        for x, y in zip(a.blobs, b.blobs, strict=True):
+            assert x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y)

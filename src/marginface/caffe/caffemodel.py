@@ -117,7 +117,7 @@ def _parse_blob(buf: memoryview, span: tuple[int, int]) -> np.ndarray:
 def _parse_layer(buf: memoryview, span: tuple[int, int], kind: tuple[int, int, int],
                  index: int) -> list[LayerBlobs]:
     name_field, type_field, blobs_field = kind
-    layer = LayerBlobs(name=f"#{index}", type="")
+    layer = LayerBlobs(name="", type="")
     nested: list[LayerBlobs] = []
     try:
         for f in iter_fields(buf, *span):
@@ -139,7 +139,7 @@ def _parse_layer(buf: memoryview, span: tuple[int, int], kind: tuple[int, int, i
         # a V0 definition wrapped in V1: its blobs and (if unset) its name and type count
         inner = nested[0]
         layer.blobs = inner.blobs
-        layer.name = layer.name if not layer.name.startswith("#") else inner.name
+        layer.name = layer.name or inner.name
         layer.type = layer.type or inner.type
     return [layer]
 
@@ -197,7 +197,7 @@ def _encode_blob(blob: np.ndarray) -> bytes:
         data = encode_packed_reals(8, arr.reshape(-1), "<f8")
     else:
         data = encode_packed_reals(5, arr.reshape(-1), "<f4")
-    return data + shape if arr.size else shape
+    return data + shape  # an empty data field still records the dtype
 
 
 def encode_caffemodel(layers: list[LayerBlobs], *, name: str = "") -> bytes:
