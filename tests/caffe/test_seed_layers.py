@@ -391,3 +391,28 @@ def test_blob_names_in_caffe_order():
     assert InnerProduct(3, 4).blob_names == ["weight", "bias"]
     assert InnerProduct(3, 4, bias_term=False).blob_names == ["weight"]
     assert MarginInnerProduct(3, 4).blob_names == ["weight"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(m1=st.floats(0.5, 2.0), m2=st.floats(0.0, 1.0), m3=st.floats(0.0, 0.5),
+       s=st.floats(1.0, 64.0), frac=st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
+       seed=st.integers(0, 1000))
+def test_margin_layers_agree_with_functional_where_defined(m1, m2, m3, s, frac, seed):
+    """Where m1*theta_y + m2 <= pi, Caffe's margin layers + Scale equal functional.apply_margin."""
+    from marginface.functional import apply_margin
+
+    g = torch.Generator().manual_seed(seed)
+    cos = torch.empty(4, 6, dtype=D).uniform_(-1, 1, generator=g)
+    label = torch.randint(0, 6, (4,), generator=g)
+    theta_y = torch.tensor(frac, dtype=D) * (math.pi - m2) / m1
+    theta_y = theta_y.clamp(1e-3, math.pi - 1e-3)
+    cos[torch.arange(4), label] = torch.cos(theta_y)
+    scale = Scale(filler={"type": "constant", "value": s}, learnable=False).double()
+    caffe = scale(CombinedMargin(m1, m2, m3)(cos, label))
+    torch.testing.assert_close(caffe, apply_margin(cos, label, scale=s, m1=m1, m2=m2, m3=m3),
+                               rtol=1e-12, atol=1e-12)
+    # CosinAddm (ArcFace) on the rows where theta_y + m2 < pi (elsewhere Caffe's fallback)
+    arc = scale(CosinAddm(m2)(cos, label))
+    ref = apply_margin(cos, label, scale=s, m2=m2)
+    ok = cos[torch.arange(4), label] > math.cos(math.pi - m2)
+    torch.testing.assert_close(arc[ok], ref[ok], rtol=1e-12, atol=1e-12)
