@@ -416,3 +416,22 @@ def test_margin_layers_agree_with_functional_where_defined(m1, m2, m3, s, frac, 
     ref = apply_margin(cos, label, scale=s, m2=m2)
     ok = cos[torch.arange(4), label] > math.cos(math.pi - m2)
     torch.testing.assert_close(arc[ok], ref[ok], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_margin_inner_product_finite_at_the_edges(dtype, m):
+    """x = 0, x parallel / antiparallel to its class row (cos = +-1), a zero weight row."""
+    layer = MarginInnerProduct(3, 4, type=m, base=10, lambda_min=1).to(dtype)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(3, 4, dtype=dtype))
+        layer.weight[2] = 0
+    x = torch.tensor([[0.0, 0, 0, 0], [2.0, 0, 0, 0], [-3.0, 0, 0, 0], [0, 1, 0, 0]],
+                     dtype=dtype, requires_grad=True)
+    out, _ = layer(x, torch.tensor([0, 0, 0, 2]))
+    gx, gw = torch.autograd.grad(out.sum(), (x, layer.weight))
+    for t in (out, gx, gw):
+        assert bool(torch.isfinite(t).all())
+    out = out.detach()
+    assert float(out[0].abs().max()) == 0.0  # a zero input row: zero logits
+    assert float(out[:3, 2].abs().max()) == 0.0  # a zero class row: cos = 0 for the others

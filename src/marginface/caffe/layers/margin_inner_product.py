@@ -12,6 +12,8 @@ training-mode forward writes the normalised rows back into ``weight`` (no_grad) 
 ``iteration`` (a buffer, saved in the state_dict); an eval-mode forward uses lambda at
 ``iteration + 1`` and changes nothing (Caffe's separate TEST net keeps its own counter).
 
+A zero input row (NaN in Caffe) gives zero logits; a zero weight row gives cos = 0.
+
 Gradient: autograd's true derivative of this forward (through the row normalisation, ``|x|`` and
 psi). Caffe's backward differs: the weight gets the plain GEMM gradient (projected SGD) and the
 input gradient of the target uses a renormalised (coeff_w, coeff_x) direction.
@@ -133,7 +135,8 @@ class MarginInnerProduct(LazyModuleMixin, nn.Module):
         lam = self.lambda_at(step)
         # clone: the in-place write below must not touch a tensor autograd saved
         w = self.weight.clone()
-        w = w / torch.sqrt((w * w).sum(dim=1, keepdim=True))
+        # a zero row (NaN in Caffe) stays zero: the clamp only acts on an all-zero row
+        w = w / torch.sqrt((w * w).sum(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny))
         if self.training:
             self.iteration += 1
             with torch.no_grad():
@@ -143,10 +146,10 @@ class MarginInnerProduct(LazyModuleMixin, nn.Module):
         if self.m == 1:
             out = xw
         else:
-            sq = (x * x).sum(dim=1, keepdim=True)
-            x_norm = torch.sqrt(sq.clamp_min(torch.finfo(x.dtype).tiny))
+            # vector_norm's derivative at x = 0 is 0 (not NaN); a zero row gives zero logits
+            x_norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
             index = labels.unsqueeze(1)
-            cos_y = xw.gather(1, index) / x_norm
+            cos_y = xw.gather(1, index) / x_norm.clamp_min(torch.finfo(x.dtype).tiny)
             psi = sphereface_psi_chebyshev(cos_y, self.m)
             out = (xw.scatter(1, index, x_norm * psi) + lam * xw) / (1.0 + lam)
         if self.num_tops == 2:
