@@ -22,13 +22,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from marginface.caffe.caffe_sgd import CaffeSGD
 
 __all__ = ["SolverConfig", "caffe_learning_rate", "CaffeSGD", "make_torch_optimizer",
            "make_lr_scheduler", "LR_POLICIES", "IGNORED_FIELDS"]
@@ -214,60 +216,6 @@ def caffe_learning_rate(config: SolverConfig, iteration: int) -> float:
         return c.base_lr * (1.0 - it / c.max_iter) ** c.power
     # sigmoid
     return c.base_lr * (1.0 / (1.0 + math.exp(-c.gamma * (it - c.stepsize))))
-
-
-class CaffeSGD(torch.optim.Optimizer):
-    """Caffe's SGD / Nesterov update (rate folded into the momentum history).
-
-    Param-group keys: ``lr`` (already ``rate * lr_mult``), ``weight_decay`` (already
-    ``weight_decay * decay_mult``), ``momentum``, ``nesterov``, ``regularization`` ("L2" | "L1"),
-    ``iter_size``. ``clip_gradients`` (>= 0) clips the norm over all parameters first.
-    """
-
-    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
-                 weight_decay: float = 0.0, *, nesterov: bool = False,
-                 regularization: str = "L2", iter_size: int = 1,
-                 clip_gradients: float = -1.0) -> None:
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"CaffeSGD: lr, momentum and weight_decay must be >= 0, got "
-                             f"{lr!r}, {momentum!r}, {weight_decay!r}")
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-                        regularization=regularization, iter_size=iter_size)
-        super().__init__(params, defaults)
-        self.clip_gradients = float(clip_gradients)
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        scale = 1.0
-        if self.clip_gradients >= 0:
-            grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
-            norm = math.sqrt(sum(float((gr.double() ** 2).sum()) for gr in grads))
-            if norm > self.clip_gradients:
-                scale = self.clip_gradients / norm
-        for group in self.param_groups:
-            mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad * (scale / group["iter_size"])
-                if wd:
-                    g = g + wd * (p if group["regularization"] == "L2" else torch.sign(p))
-                state = self.state[p]
-                history = state.get("history")
-                if history is None:
-                    history = state["history"] = torch.zeros_like(p)
-                if group["nesterov"]:
-                    previous = history.clone()
-                    history.mul_(mu).add_(g, alpha=lr)
-                    p.sub_((1.0 + mu) * history - mu * previous)
-                else:
-                    history.mul_(mu).add_(g, alpha=lr)
-                    p.sub_(history)
-        return loss
 
 
 def make_torch_optimizer(config: SolverConfig,
