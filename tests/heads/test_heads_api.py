@@ -7,7 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from heads_cases import HEAD_FACTORIES, make_head
+from heads_cases import (
+    HEAD_FACTORIES,
+    make_head,
+    single_thread,  # noqa: F401  (autouse fixture)
+)
 
 from marginface import functional as MF
 from marginface.heads import (
