@@ -123,6 +123,7 @@ class Trainer:
             power=s.power, milestones=s.milestones, gamma=s.gamma, min_lr=s.min_lr)
         self.scaler = torch.amp.GradScaler("cuda", enabled=c.train.precision == "fp16")
         self.step = 0
+        self._loader: DataLoader | None = None
         self.best_accuracy: float | None = None
         self.best_step: int | None = None
         self.history: list[dict[str, Any]] = []
@@ -213,9 +214,14 @@ class Trainer:
         return torch.autocast(self.ctx.device.type, dtype=dtype)
 
     def _batches(self):
-        loader = DataLoader(IndexedDataset(self.train_dataset), batch_sampler=self.sampler,
-                            num_workers=self.config.data.num_workers,
-                            persistent_workers=False, pin_memory=self.ctx.device.type == "cuda")
+        if self._loader is None:  # one loader per trainer: its workers persist across epochs
+            workers = self.config.data.num_workers
+            self._loader = DataLoader(IndexedDataset(self.train_dataset),
+                                      batch_sampler=self.sampler, num_workers=workers,
+                                      persistent_workers=workers > 0,
+                                      prefetch_factor=4 if workers > 0 else None,
+                                      pin_memory=self.ctx.device.type == "cuda")
+        loader = self._loader
         while self.step < self.total_steps:
             self.sampler.set_position(self.step)
             flips = flip_mask(self.config.seed, self.sampler.epoch, len(self.train_dataset)) \
