@@ -42,7 +42,7 @@ DEMO_OVERRIDES: tuple[str, ...] = (
     "train.batch_size=64",
     "train.checkpoint_interval=200",
     "train.log_interval=10",
-    "eval.interval=50",
+    "eval.interval=100",
     "seed=0",
 )
 
