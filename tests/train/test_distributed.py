@@ -32,7 +32,9 @@ OVERRIDES = [
     "train.checkpoint_interval=3",
     "train.grad_clip=2.0",
     "optimizer.lr=0.02",
-    "eval.sets=[]",
+    "eval.interval=2",  # rank 0 evaluates and keeps the best checkpoint: all ranks gather
+    "data.synthetic.pair_identities=6",
+    "data.synthetic.num_pairs=40",
 ]
 
 
@@ -89,6 +91,8 @@ def test_two_ranks_match_one_process(tmp_path):
     assert len(one) == len(two) == 6
     assert two == pytest.approx(one, rel=1e-4, abs=1e-5)
     assert len(set(one)) == 6  # six different batches, six different losses
+    assert (tmp_path / "two" / "checkpoints" / "best.ckpt").is_file()
+    assert (tmp_path / "two" / "summary.json").is_file()
     for key, value in single.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(resumed.classifier.head.weight, single.classifier.head.weight,

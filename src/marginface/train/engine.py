@@ -327,8 +327,10 @@ class Trainer:
         return found[-1][1] if found else None
 
     def _evaluate_and_keep_best(self) -> dict[str, dict[str, Any]]:
-        reports = self.evaluate()
-        if self._track_best(reports):
+        reports = self.evaluate()  # rank 0 only
+        # saving gathers the sharded classifier: every rank must take part, so rank 0's
+        # decision is shared with all of them
+        if any_rank(self._track_best(reports), self.ctx):
             self.save("best.ckpt")
         return reports
 
