@@ -53,13 +53,9 @@ class LocalClassifier:
 
 
 def build_classifier(head: nn.Module, ctx: DistContext, *, sample_rate: float = 1.0):
-    """:class:`LocalClassifier` in one process; the sharded classifier across ranks."""
-    if not ctx.distributed:
-        if sample_rate != 1.0:
-            raise ValueError(
-                f"train.sample_rate={sample_rate}: Partial FC sampling needs a distributed run "
-                "(torchrun); use 1.0 in a single process"
-            )
+    """:class:`LocalClassifier` for one process; the class-sharded classifier across ranks, or
+    in one process when Partial FC sampling (``sample_rate < 1``) is asked for."""
+    if not ctx.distributed and sample_rate == 1.0:
         return LocalClassifier(head)
     from marginface.train.sharded import ShardedClassifierAdapter
 
