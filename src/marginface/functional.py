@@ -123,7 +123,7 @@ def margin_target(
 
 
 def cosine_similarity_matrix(embeddings: Tensor, weight: Tensor) -> Tensor:
-    """``cos(theta)`` of shape (batch, num_classes): both embeddings and class rows L2-normalised."""
+    """``cos(theta)``, (batch, num_classes): embeddings and class rows L2-normalised."""
     return F.linear(F.normalize(embeddings, dim=1), F.normalize(weight, dim=1))
 
 
@@ -137,7 +137,7 @@ def apply_margin(
     m3: float = 0.0,
     detach_margin: bool = False,
 ) -> Tensor:
-    """Scaled logits from a cosine matrix: margin on each row's target entry, ``s*cos`` elsewhere."""
+    """Scaled logits from a cosine matrix: margin on each target entry, ``s*cos`` elsewhere."""
     check_positive("scale", scale)
     check_labels(labels, cos.shape[1], cos.shape[0])
     cos = cos.to(_compute_dtype(cos))
