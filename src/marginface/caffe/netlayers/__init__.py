@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 from marginface.caffe.netlayers.base import CaffeLayer
-from marginface.caffe.netlayers.conv import Convolution, InnerProduct
+from marginface.caffe.netlayers.conv import Convolution
 from marginface.caffe.netlayers.data import DATA_LAYER_TYPES, DataLayerInfo
-from marginface.caffe.netlayers.loss import Accuracy, FocalLoss, SoftmaxWithLoss
-from marginface.caffe.netlayers.norm import BatchNorm, PReLU, Scale
+from marginface.caffe.netlayers.loss import Accuracy, FocalLoss
+from marginface.caffe.netlayers.norm import BatchNorm, PReLU
 from marginface.caffe.netlayers.pool import Pooling
-from marginface.caffe.netlayers.seed import SEED_LAYER_PARAMS, SeedLayer
+from marginface.caffe.netlayers.seed import LIBRARY_LAYER_TYPES, LibraryLayer
 from marginface.caffe.netlayers.simple import (
     Concat,
     Dropout,
@@ -30,9 +30,7 @@ from marginface.caffe.netlayers.simple import (
 LAYER_TYPES: dict[str, type[CaffeLayer]] = {
     "Convolution": Convolution,
     "DepthwiseConvolution": Convolution,
-    "InnerProduct": InnerProduct,
     "BatchNorm": BatchNorm,
-    "Scale": Scale,
     "PReLU": PReLU,
     "ReLU": ReLU,
     "Sigmoid": Sigmoid,
@@ -46,10 +44,10 @@ LAYER_TYPES: dict[str, type[CaffeLayer]] = {
     "Split": Split,
     "Silence": Silence,
     "Softmax": Softmax,
-    "SoftmaxWithLoss": SoftmaxWithLoss,
     "FocalLoss": FocalLoss,
     "Accuracy": Accuracy,
-    **{name: SeedLayer for name in SEED_LAYER_PARAMS},
+    # InnerProduct, Scale, SoftmaxWithLoss and the seed's margin layers:
+    **{name: LibraryLayer for name in LIBRARY_LAYER_TYPES},
 }
 
 # V1 (``layers { type: CONVOLUTION }``) enum names of the types above.

@@ -1,16 +1,13 @@
-"""Convolution, DepthwiseConvolution and InnerProduct as Caffe defines them.
+"""Convolution and DepthwiseConvolution as Caffe defines them.
 
 Convolution: weight (num_output, C_in / group, kh, kw) and bias (num_output); output size
 ``(H + 2p - (d(k-1)+1)) / s + 1`` rounded down. DepthwiseConvolution (the MobileFaceNet Caffe fork)
-is the same computation with ``group`` = input channels. InnerProduct flattens the axes from
-``axis`` on (K inputs), weight (num_output, K) or (K, num_output) with ``transpose: true``; with
-the seed's ``normalize: true`` every forward first renormalises each weight row in place
-(``w / sqrt(sum w^2 + 1e-6)``) and the backward is the plain product's gradient (projected SGD).
+is the same computation with ``group`` = input channels (when ``group`` is not given).
+InnerProduct is ``marginface.caffe.layers.InnerProduct`` (see netlayers.seed).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -18,10 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.caffe.fillers import fill
-from marginface.caffe.netlayers.base import CaffeLayer, Shape, canonical_axis, hw_pair, sub
+from marginface.caffe.netlayers.base import CaffeLayer, Shape, hw_pair, sub
 from marginface.caffe.prototxt import Message
 
-__all__ = ["Convolution", "InnerProduct"]
+__all__ = ["Convolution"]
 
 
 class Convolution(CaffeLayer):
@@ -85,60 +82,6 @@ class Convolution(CaffeLayer):
         y = F.conv2d(x, self.weight, self.bias, self.stride, self.pad, self.dilation,
                      self.group or 1)
         return (y,)
-
-    def caffe_blobs(self) -> list[Tensor]:
-        assert self.weight is not None
-        return [self.weight] + ([self.bias] if self.bias is not None else [])
-
-
-class InnerProduct(CaffeLayer):
-    """Caffe ``InnerProduct`` (axis, bias_term, transpose, and the seed's ``normalize``)."""
-
-    def __init__(self, layer: Message, phase: str) -> None:
-        super().__init__(str(layer.get("name")), str(layer.get("type")))
-        p = sub(layer, "inner_product_param")
-        if not p.has("num_output"):
-            raise ValueError(f"{self.where}: inner_product_param.num_output is required")
-        self.num_output = int(p.get("num_output"))
-        self.bias_term = bool(p.get("bias_term", True))
-        self.normalize = bool(p.get("normalize", False))
-        self.transpose = bool(p.get("transpose", False))
-        self.axis = int(p.get("axis", 1))
-        self.weight_filler = p.get("weight_filler")
-        self.bias_filler = p.get("bias_filler")
-        self.weight: nn.Parameter | None = None
-        self.bias: nn.Parameter | None = None
-
-    def setup(self, shapes: Sequence[Shape]) -> None:
-        axis = canonical_axis(self.axis, len(shapes[0]), self.where)
-        k = math.prod(shapes[0][axis:])
-        shape = (k, self.num_output) if self.transpose else (self.num_output, k)
-        self.weight = nn.Parameter(fill(torch.empty(shape), self.weight_filler,
-                                        where=f"{self.where} weight"))
-        if self.bias_term:
-            self.bias = nn.Parameter(fill(torch.empty(self.num_output), self.bias_filler,
-                                          where=f"{self.where} bias"))
-
-    def out_shapes(self, shapes: Sequence[Shape]) -> list[Shape]:
-        axis = canonical_axis(self.axis, len(shapes[0]), self.where)
-        return [(*shapes[0][:axis], self.num_output)]
-
-    def forward(self, x: Tensor) -> tuple[Tensor]:
-        assert self.weight is not None
-        axis = canonical_axis(self.axis, x.dim(), self.where)
-        flat = x.reshape(*x.shape[:axis], -1)
-        k = self.weight.shape[0] if self.transpose else self.weight.shape[1]
-        if flat.shape[-1] != k:
-            raise ValueError(f"{self.where}: bottom has {flat.shape[-1]} inputs per sample, "
-                             f"the weight expects {k}")
-        if self.normalize:
-            # The seed's layer renormalises the stored rows in place; gradients bypass it.
-            with torch.no_grad():
-                dim = 0 if self.transpose else 1
-                norm = (self.weight.pow(2).sum(dim, keepdim=True) + 1e-6).sqrt()
-                self.weight.div_(norm)
-        weight = self.weight.t() if self.transpose else self.weight
-        return (F.linear(flat, weight, self.bias),)
 
     def caffe_blobs(self) -> list[Tensor]:
         assert self.weight is not None

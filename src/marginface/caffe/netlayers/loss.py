@@ -1,10 +1,9 @@
-"""Loss and metric layers: SoftmaxWithLoss, FocalLoss and Accuracy, with Caffe's normalization.
+"""FocalLoss and Accuracy layers (SoftmaxWithLoss is ``marginface.caffe.layers``'s).
 
 ``loss_param.normalization`` (Caffe's LossParameter): VALID (default; divide by the number of
 labels that are not ``ignore_label``), FULL (all labels), BATCH_SIZE (outer count), NONE; the legacy
 ``normalize: false`` means BATCH_SIZE. The normaliser is at least 1.
 
-- SoftmaxWithLoss: ``-sum log softmax(x)_y / normaliser`` along ``softmax_param.axis`` (1).
 - FocalLoss (the softmax focal loss of the Caffe fork used by xialuxi/arcface-caffe,
   ``focal_loss_param { type: ORIGIN gamma alpha beta }``; Lin et al., "Focal Loss for Dense Object
   Detection", ICCV 2017): with ``p_t`` the softmax probability of the label,
@@ -17,6 +16,7 @@ labels that are not ``ignore_label``), FULL (all labels), BATCH_SIZE (outer coun
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -25,7 +25,7 @@ from torch import Tensor
 from marginface.caffe.netlayers.base import CaffeLayer, Shape, canonical_axis, sub
 from marginface.caffe.prototxt import Message
 
-__all__ = ["SoftmaxWithLoss", "FocalLoss", "Accuracy"]
+__all__ = ["FocalLoss", "Accuracy"]
 
 _FLT_MIN = 1.17549435e-38
 
@@ -78,39 +78,15 @@ class _LabelledLayer(CaffeLayer):
         return [()]
 
 
-class SoftmaxWithLoss(_LabelledLayer):
+class FocalLoss(_LabelledLayer):
+    """Softmax focal loss ``-alpha (1 - p_t)^gamma log p_t`` with Caffe's loss normalization."""
+
     def __init__(self, layer: Message, phase: str) -> None:
         super().__init__(str(layer.get("name")), str(layer.get("type")))
         self.axis = int(sub(layer, "softmax_param").get("axis", 1))
         self.mode, self.ignore_label = _normalization(layer, self.where)
-        self.n_tops = len(layer.get_all("top"))
-
-    def _normaliser(self, total: int, outer: int, valid: int) -> float:
-        n = {"FULL": total, "VALID": valid, "BATCH_SIZE": outer, "NONE": 1}[self.mode]
-        return float(max(1, n))
-
-    def out_shapes(self, shapes: Sequence[Shape]) -> list[Shape]:
-        return [()] + ([tuple(shapes[0])] if self.n_tops > 1 else [])
-
-    def _per_sample(self, logp: Tensor, labels: Tensor) -> Tensor:
-        return -logp.gather(1, labels[:, None])[:, 0]
-
-    def forward(self, scores: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
-        moved, flat, n_valid, valid = self._labels(scores, labels)
-        logp = torch.log_softmax(moved.float() if moved.dtype in (torch.float16, torch.bfloat16)
-                                 else moved, dim=1)
-        per = self._per_sample(logp, flat) * valid
-        outer = scores.shape[:canonical_axis(self.axis, scores.dim(), self.where)].numel()
-        loss = per.sum() / self._normaliser(flat.numel(), outer, n_valid)
-        if self.n_tops > 1:
-            axis = canonical_axis(self.axis, scores.dim(), self.where)
-            return loss, torch.softmax(scores, dim=axis)
-        return (loss,)
-
-
-class FocalLoss(SoftmaxWithLoss):
-    def __init__(self, layer: Message, phase: str) -> None:
-        super().__init__(layer, phase)
+        if len(layer.get_all("top")) != 1:
+            raise ValueError(f"{self.where}: FocalLoss makes exactly one top")
         p = sub(layer, "focal_loss_param")
         kind = str(p.get("type", "ORIGIN")).upper()
         if kind not in ("ORIGIN", "0"):
@@ -121,11 +97,14 @@ class FocalLoss(SoftmaxWithLoss):
             raise ValueError(f"{self.where}: needs gamma >= 0 and alpha > 0, got gamma "
                              f"{self.gamma}, alpha {self.alpha}")
 
-    def _per_sample(self, logp: Tensor, labels: Tensor) -> Tensor:
-        logp_t = logp.gather(1, labels[:, None])[:, 0].clamp_min(torch.log(
-            torch.tensor(_FLT_MIN, dtype=logp.dtype)))
-        p_t = logp_t.exp()
-        return -self.alpha * (1.0 - p_t).pow(self.gamma) * logp_t
+    def forward(self, scores: Tensor, labels: Tensor) -> tuple[Tensor]:
+        moved, flat, n_valid, valid = self._labels(scores, labels)
+        logp = torch.log_softmax(moved, dim=1).gather(1, flat[:, None])[:, 0]
+        logp = logp.clamp_min(math.log(_FLT_MIN))
+        per = -self.alpha * (1.0 - logp.exp()).pow(self.gamma) * logp
+        outer = scores.shape[:canonical_axis(self.axis, scores.dim(), self.where)].numel()
+        n = {"FULL": flat.numel(), "VALID": n_valid, "BATCH_SIZE": outer, "NONE": 1}[self.mode]
+        return ((per * valid).sum() / float(max(1, n)),)
 
 
 class Accuracy(_LabelledLayer):
