@@ -27,6 +27,9 @@ from marginface.caffe.prototxt import Message, parse_prototxt, read_prototxt
 __all__ = ["CaffeNet", "LayerInfo", "load_net"]
 
 PHASES = ("TRAIN", "TEST")
+# Layers whose second (and later) bottoms are per-sample labels, for shape inference.
+LABEL_CONSUMERS = ("SoftmaxWithLoss", "FocalLoss", "Accuracy", "LabelSpecificAdd", "CosinAddm",
+                   "CombinedMargin", "MarginInnerProduct")
 Shape = tuple[int, ...]
 
 
@@ -182,7 +185,12 @@ class CaffeNet(nn.Module):
         for data in self.data_layers:  # a data layer's label top is (N,) once data is known
             if len(data.tops) == 2 and data.tops[0] in known and data.tops[1] not in known:
                 known[data.tops[1]] = (known[data.tops[0]][0],)
+        inputs = set(self.input_names)
         for i, info in enumerate(self.infos):
+            if info.type in LABEL_CONSUMERS and info.bottoms and info.bottoms[0] in known:
+                for b in info.bottoms[1:]:
+                    if b not in known and b in inputs:  # a label input: one per sample
+                        known[b] = (known[info.bottoms[0]][0],)
             if not all(b in known for b in info.bottoms):
                 continue
             module: CaffeLayer = self.layers[i]  # type: ignore[assignment]

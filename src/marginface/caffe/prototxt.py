@@ -179,11 +179,12 @@ def _unescape(token: tuple[str, str, int, int], lexer: _Lexer) -> str:
 
 
 def _number(text: str) -> int | float:
-    t = text.lower().rstrip("f") if not text.lower().startswith(("0x", "-0x", "+0x")) else text
-    if re.fullmatch(r"[-+]?(inf|infinity|nan)", t, re.IGNORECASE):
+    t = text.lower()
+    if re.fullmatch(r"[-+]?(inf|infinity|nan)", t):
         return float(t.replace("infinity", "inf"))
-    if re.fullmatch(r"[-+]?0[xX][0-9a-fA-F]+", t):
+    if re.fullmatch(r"[-+]?0x[0-9a-f]+", t):
         return int(t, 16)
+    t = t.rstrip("f")  # C-style float suffix, as in 1.5f
     if re.fullmatch(r"[-+]?\d+", t):
         return int(t)
     return float(t)
