@@ -242,12 +242,11 @@ class CaffeNet(nn.Module):
             raise ValueError(f"net {self.name!r} has no loss layer in phase {self.phase}")
         return total
 
-    def param_groups(self, base_lr: float, weight_decay: float = 0.0) -> list[dict]:
-        """Optimizer parameter groups from each blob's ``param { lr_mult decay_mult }``.
+    def param_mults(self) -> list[tuple[list[nn.Parameter], float, float]]:
+        """``(params, lr_mult, decay_mult)`` per multiplier pair (Caffe's ParamSpec).
 
-        One group per (lr_mult, decay_mult) pair with ``lr = base_lr * lr_mult`` and
-        ``weight_decay = weight_decay * decay_mult`` (both multipliers kept in the group for lr
-        schedules). Blobs with lr_mult 0 are frozen and left out; buffers are never included.
+        Blobs without a ``param`` spec get (1, 1); lr_mult 0 blobs are frozen and left out;
+        buffers (BatchNorm statistics) are never included.
         """
         if not self.ready:
             pending = [info.name for info, m in zip(self.infos, self.layers, strict=True)
@@ -261,12 +260,20 @@ class CaffeNet(nn.Module):
                     continue
                 lr = info.lr_mult[j] if j < len(info.lr_mult) else 1.0
                 decay = info.decay_mult[j] if j < len(info.decay_mult) else 1.0
-                if lr == 0.0:
-                    continue
-                groups.setdefault((lr, decay), []).append(blob)
+                if lr != 0.0:
+                    groups.setdefault((lr, decay), []).append(blob)
+        return [(params, lr, decay) for (lr, decay), params in groups.items()]
+
+    def param_groups(self, base_lr: float, weight_decay: float = 0.0) -> list[dict]:
+        """Optimizer parameter groups from each blob's ``param { lr_mult decay_mult }``.
+
+        One group per (lr_mult, decay_mult) pair with ``lr = base_lr * lr_mult`` and
+        ``weight_decay = weight_decay * decay_mult`` (both multipliers kept in the group for lr
+        schedules). Blobs with lr_mult 0 are frozen and left out; buffers are never included.
+        """
         return [{"params": params, "lr": base_lr * lr, "weight_decay": weight_decay * decay,
                  "lr_mult": lr, "decay_mult": decay}
-                for (lr, decay), params in groups.items()]
+                for params, lr, decay in self.param_mults()]
 
 
 def _read_source(source: str | Path | Message) -> Message:

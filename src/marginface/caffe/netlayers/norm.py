@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.caffe.fillers import fill
@@ -51,24 +52,23 @@ class BatchNorm(CaffeLayer):
         self.scale_factor = torch.zeros(1)
 
     def forward(self, x: Tensor) -> tuple[Tensor]:
-        c = x.shape[1]
-        view = (1, c) + (1,) * (x.dim() - 2)
         if self.use_global_stats:
             f = float(self.scale_factor[0])
             inv = 0.0 if f == 0 else 1.0 / f
-            mean, var = self.mean * inv, self.variance * inv
-        else:
+            y = F.batch_norm(x, self.mean * inv, self.variance * inv, training=False,
+                             eps=self.eps)
+            return (y,)
+        # Batch statistics (biased variance) normalise; Caffe then adds the batch mean and the
+        # unbiased variance to its running sums on every such forward.
+        y = F.batch_norm(x, None, None, training=True, eps=self.eps)
+        with torch.no_grad():
             dims = [0] + list(range(2, x.dim()))
-            mean = x.mean(dim=dims)
-            var = (x - mean.view(view)).pow(2).mean(dim=dims)
-            # Caffe updates the running sums on every forward that uses batch statistics.
-            m = x.numel() // c
-            with torch.no_grad():
-                correction = m / (m - 1) if m > 1 else 1.0
-                self.scale_factor.mul_(self.maf).add_(1.0)
-                self.mean.mul_(self.maf).add_(mean.detach())
-                self.variance.mul_(self.maf).add_(correction * var.detach())
-        return ((x - mean.view(view)) / torch.sqrt(var.view(view) + self.eps),)
+            m = x.numel() // x.shape[1]
+            var, mean = torch.var_mean(x.detach(), dim=dims, correction=1 if m > 1 else 0)
+            self.scale_factor.mul_(self.maf).add_(1.0)
+            self.mean.mul_(self.maf).add_(mean)
+            self.variance.mul_(self.maf).add_(var)
+        return (y,)
 
     def caffe_blobs(self) -> list[Tensor]:
         return [self.mean, self.variance, self.scale_factor]
@@ -92,10 +92,7 @@ class PReLU(CaffeLayer):
 
     def forward(self, x: Tensor) -> tuple[Tensor]:
         assert self.weight is not None
-        slope = self.weight
-        if x.dim() >= 2 and slope.numel() > 1:
-            slope = slope.reshape((1, -1) + (1,) * (x.dim() - 2))
-        return (torch.where(x > 0, x, x * slope),)
+        return (F.prelu(x, self.weight),)
 
     def caffe_blobs(self) -> list[Tensor]:
         assert self.weight is not None

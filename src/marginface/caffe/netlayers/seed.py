@@ -79,12 +79,6 @@ def _softmax_loss(layer: Message, shapes: Sequence[Shape], n_tops: int) -> dict[
     return kwargs
 
 
-def _normalize(layer: Message, shapes: Sequence[Shape], n_tops: int) -> dict[str, Any]:
-    # bp_norm only concerns the optional second top (the norms), which these nets do not use.
-    kwargs = _fields(sub(layer, "normalize_param"), skip=("bp_norm",) if n_tops == 1 else ())
-    return kwargs
-
-
 def _param_of(field: str) -> Callable[[Message, Sequence[Shape], int], dict[str, Any]]:
     return lambda layer, shapes, n_tops: _fields(sub(layer, field))
 
@@ -103,7 +97,7 @@ LIBRARY_LAYER_TYPES: dict[str, Callable[[Message, Sequence[Shape], int], dict[st
     "InnerProduct": _inner_product,
     "Scale": _scale,
     "SoftmaxWithLoss": _softmax_loss,
-    "Normalize": _normalize,
+    "Normalize": _with_tops("normalize_param"),
     "LabelSpecificAdd": _with_tops("label_specific_add_param"),
     "CosinAddm": _param_of("cosin_add_m_param"),
     "CombinedMargin": _param_of("combined_margin_param"),
