@@ -60,10 +60,13 @@ class BatchNorm(CaffeLayer):
             return (y,)
         # Batch statistics (biased variance) normalise; Caffe then adds the batch mean and the
         # unbiased variance to its running sums on every such forward.
-        y = F.batch_norm(x, None, None, training=True, eps=self.eps)
+        dims = [0] + list(range(2, x.dim()))
+        m = x.numel() // x.shape[1]
+        if m > 1:
+            y = F.batch_norm(x, None, None, training=True, eps=self.eps)
+        else:  # one value per channel: variance 0, as Caffe computes it (torch refuses this)
+            y = (x - x.mean(dim=dims, keepdim=True)) / (self.eps ** 0.5)
         with torch.no_grad():
-            dims = [0] + list(range(2, x.dim()))
-            m = x.numel() // x.shape[1]
             var, mean = torch.var_mean(x.detach(), dim=dims, correction=1 if m > 1 else 0)
             self.scale_factor.mul_(self.maf).add_(1.0)
             self.mean.mul_(self.maf).add_(mean)
