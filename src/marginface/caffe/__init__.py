@@ -2,5 +2,7 @@
 
 from marginface.caffe.net import CaffeNet, load_net
 from marginface.caffe.prototxt import Message, parse_prototxt, read_prototxt
+from marginface.caffe.weights import LoadReport, load_caffemodel, save_caffemodel
 
-__all__ = ["CaffeNet", "Message", "load_net", "parse_prototxt", "read_prototxt"]
+__all__ = ["CaffeNet", "LoadReport", "Message", "load_caffemodel", "load_net",
+           "parse_prototxt", "read_prototxt", "save_caffemodel"]
