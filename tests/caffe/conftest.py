@@ -40,3 +40,13 @@ def _as_if_trained(net: CaffeNet) -> CaffeNet:
 @pytest.fixture
 def as_if_trained():
     return _as_if_trained
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread: on a shared, oversubscribed CPU (the test machines run
+    several jobs on 2 cores) two spinning threads made SphereNet-20 steps 4x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

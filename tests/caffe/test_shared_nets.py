@@ -30,7 +30,8 @@ def _inputs(net, batch: int) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("phase", ["TRAIN", "TEST"])
 @pytest.mark.parametrize("name", NETS)
-def test_net_builds_and_runs_forward(caffe_dir, library, as_if_trained, name, phase):
+def test_net_builds_and_runs_forward(caffe_dir, library, as_if_trained, one_thread, name,
+                                     phase):
     path = caffe_dir / f"{name}.prototxt"
     probe = load_net(path, phase)
     shapes = {}
