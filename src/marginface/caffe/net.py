@@ -10,7 +10,6 @@ keyword tensors: ``net(data=x, label=y)`` returns a dict of every blob by name (
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -22,7 +21,14 @@ from marginface.caffe.netlayers import (
     CaffeLayer,
     DataLayerInfo,
 )
-from marginface.caffe.prototxt import Message, parse_prototxt, read_prototxt
+from marginface.caffe.netspec import (
+    LayerInfo,
+    included,
+    layer_info,
+    net_input_shapes,
+    read_source,
+)
+from marginface.caffe.prototxt import Message
 
 __all__ = ["CaffeNet", "LayerInfo", "load_net"]
 
@@ -31,90 +37,6 @@ PHASES = ("TRAIN", "TEST")
 LABEL_CONSUMERS = ("SoftmaxWithLoss", "FocalLoss", "Accuracy", "LabelSpecificAdd", "CosinAddm",
                    "CombinedMargin", "MarginInnerProduct")
 Shape = tuple[int, ...]
-
-
-@dataclass
-class LayerInfo:
-    """One built layer's wiring, as the prototxt gave it."""
-
-    name: str
-    type: str
-    bottoms: list[str]
-    tops: list[str]
-    lr_mult: list[float] = field(default_factory=list)
-    decay_mult: list[float] = field(default_factory=list)
-    loss_weight: list[float] = field(default_factory=list)
-    propagate_down: list[bool] = field(default_factory=list)
-    line: int = 0
-
-
-def _rule_matches(rule: Message, phase: str, level: int, stages: set[str]) -> bool:
-    """Caffe's NetStateRule: every condition that is set must hold."""
-    if rule.has("phase") and str(rule.get("phase")) != phase:
-        return False
-    if rule.has("min_level") and level < int(rule.get("min_level")):
-        return False
-    if rule.has("max_level") and level > int(rule.get("max_level")):
-        return False
-    if any(str(s) not in stages for s in rule.get_all("stage")):
-        return False
-    return not any(str(s) in stages for s in rule.get_all("not_stage"))
-
-
-def _included(layer: Message, phase: str, level: int, stages: set[str], where: str) -> bool:
-    include, exclude = layer.get_all("include"), layer.get_all("exclude")
-    if include and exclude:
-        raise ValueError(f"{where}: give include or exclude rules, not both")
-    if include:
-        return any(_rule_matches(r, phase, level, stages) for r in include)
-    return not any(_rule_matches(r, phase, level, stages) for r in exclude)
-
-
-def _layer_info(layer: Message, type_name: str) -> LayerInfo:
-    name = str(layer.get("name", ""))
-    info = LayerInfo(name=name, type=type_name,
-                     bottoms=[str(b) for b in layer.get_all("bottom")],
-                     tops=[str(t) for t in layer.get_all("top")], line=layer.line)
-    specs = layer.get_all("param")
-    if specs and all(isinstance(s, Message) for s in specs):
-        info.lr_mult = [float(s.get("lr_mult", 1.0)) for s in specs]
-        info.decay_mult = [float(s.get("decay_mult", 1.0)) for s in specs]
-        if any(s.has("name") for s in specs):
-            raise ValueError(f"layer {name!r} (line {layer.line}): shared parameters "
-                             "(param {{ name }}) are not supported")
-    elif layer.has("blobs_lr"):  # V1 layout
-        info.lr_mult = [float(v) for v in layer.get_all("blobs_lr")]
-        info.decay_mult = [float(v) for v in layer.get_all("weight_decay")]
-        info.decay_mult += [1.0] * (len(info.lr_mult) - len(info.decay_mult))
-    weights = [float(w) for w in layer.get_all("loss_weight")]
-    if not weights and type_name.endswith("Loss") and info.tops:
-        weights = [1.0]  # Caffe's loss layers weigh their first top 1 by default
-    info.loss_weight = weights + [0.0] * (len(info.tops) - len(weights))
-    info.propagate_down = [bool(p) for p in layer.get_all("propagate_down")]
-    if info.propagate_down and len(info.propagate_down) != len(info.bottoms):
-        raise ValueError(f"layer {name!r} (line {layer.line}): {len(info.propagate_down)} "
-                         f"propagate_down values for {len(info.bottoms)} bottoms")
-    return info
-
-
-def _net_input_shapes(root: Message) -> dict[str, Shape]:
-    """Shapes from the net-level ``input`` + ``input_dim`` / ``input_shape`` fields."""
-    names = [str(n) for n in root.get_all("input")]
-    shapes: dict[str, Shape] = {}
-    dims = [int(d) for d in root.get_all("input_dim")]
-    given = root.get_all("input_shape")
-    if dims:
-        if len(dims) != 4 * len(names):
-            raise ValueError(f"{len(dims)} input_dim values for {len(names)} inputs "
-                             "(4 per input expected)")
-        for i, name in enumerate(names):
-            shapes[name] = tuple(dims[4 * i:4 * i + 4])
-    elif given:
-        if len(given) != len(names):
-            raise ValueError(f"{len(given)} input_shape messages for {len(names)} inputs")
-        for name, s in zip(names, given, strict=True):
-            shapes[name] = tuple(int(d) for d in s.get_all("dim"))
-    return shapes
 
 
 class CaffeNet(nn.Module):
@@ -276,19 +198,6 @@ class CaffeNet(nn.Module):
                 for params, lr, decay in self.param_mults()]
 
 
-def _read_source(source: str | Path | Message) -> Message:
-    if isinstance(source, Message):
-        return source
-    if isinstance(source, Path):
-        return read_prototxt(source)
-    text = str(source)
-    if "\n" not in text and "{" not in text and ":" not in text.split("/")[-1]:
-        return read_prototxt(text)  # a path (FileNotFoundError if missing)
-    if "\n" not in text and Path(text).is_file():
-        return read_prototxt(text)
-    return parse_prototxt(text)
-
-
 def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
              input_shapes: Mapping[str, Sequence[int]] | None = None,
              level: int | None = None, stages: Iterable[str] | None = None) -> CaffeNet:
@@ -302,7 +211,7 @@ def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
     phase = str(phase).upper()
     if phase not in PHASES:
         raise ValueError(f"phase must be TRAIN or TEST, got {phase!r}")
-    root = _read_source(source)
+    root = read_source(source)
     state = root.get("state") or Message()
     level = int(state.get("level", 0)) if level is None else int(level)
     stage_set = {str(s) for s in (state.get_all("stage") if stages is None else stages)}
@@ -315,7 +224,7 @@ def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
     data_layers: list[DataLayerInfo] = []
     inputs = [str(n) for n in root.get_all("input")]
     produced: set[str] = set(inputs)
-    shapes = _net_input_shapes(root)
+    shapes = net_input_shapes(root)
     names: set[str] = set()
     all_layers = layers or v1
     for position, layer in enumerate(all_layers):
@@ -324,7 +233,7 @@ def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
             type_name = V1_TYPES.get(type_name, type_name)
         name = str(layer.get("name", f"{type_name}@{layer.line}"))
         where = f"layer {name!r} ({type_name}, line {layer.line})"
-        if not _included(layer, phase, level, stage_set, where):
+        if not included(layer, phase, level, stage_set, where):
             continue
         if name in names:
             raise ValueError(f"{where}: duplicate layer name {name!r}")
@@ -344,14 +253,14 @@ def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
         if type_name not in LAYER_TYPES:
             raise ValueError(f"{where}: unknown layer type {type_name!r}; supported: "
                              f"{', '.join(sorted(LAYER_TYPES))}")
-        info = _layer_info(layer, type_name)
+        info = layer_info(layer, type_name)
         info.name = name
         later = [b for b in info.bottoms if b not in produced]
         for bottom in later:
             # A bottom no layer produces is a net input; one produced only later is an error.
             if any(bottom in [str(t) for t in other.get_all("top")]
                    for other in all_layers[position + 1:]
-                   if _included(other, phase, level, stage_set, where)):
+                   if included(other, phase, level, stage_set, where)):
                 raise ValueError(f"{where}: bottom blob {bottom!r} is used before the layer "
                                  "that produces it")
             inputs.append(bottom)
@@ -373,9 +282,3 @@ def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
                          f"(inputs: {inputs})")
     net.infer_shapes(shapes)
     return net
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of values in the module's parameters (buffers such as BatchNorm stats excluded)."""
-    return sum(p.numel() for p in module.parameters())
-
