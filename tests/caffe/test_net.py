@@ -150,3 +150,35 @@ layers { name: "pool" type: POOLING bottom: "conv" top: "pool"
     assert not net.layer("conv").bias.requires_grad
     out = net(data=torch.randn(1, 2, 5, 5))
     assert out["pool"].shape == (1, 3, 2, 2) and bool((out["pool"] >= 0).all())
+
+
+def test_input_layer_and_data_layer_transform():
+    text = '''
+layer { name: "in" type: "Input" top: "data" top: "extra"
+  input_param { shape { dim: 1 dim: 2 dim: 4 dim: 4 } shape { dim: 1 dim: 3 } } }
+layer { name: "train_data" type: "ImageData" top: "img" top: "label" include { phase: TRAIN }
+  transform_param { mean_value: 100 mean_value: 110 mean_value: 120 scale: 0.5 crop_size: 2
+    mirror: true }
+  image_data_param { source: "list.txt" batch_size: 16 new_height: 4 new_width: 4 } }
+layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }
+'''
+    net = load_net(text, "TRAIN")
+    assert net.input_names == ["data", "extra", "img", "label"]
+    assert net.blob_shapes["data"] == (1, 2, 4, 4) and net.blob_shapes["extra"] == (1, 3)
+    (inp, img) = net.data_layers
+    assert inp.type == "Input" and img.tops == ["img", "label"]
+    assert (img.batch_size, img.source, img.crop_size, img.mirror) == (16, "list.txt", 2, True)
+    pixels = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    out = img.transform(pixels, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 3, 2, 2)
+    mean = torch.tensor([100.0, 110.0, 120.0]).view(1, 3, 1, 1)
+    # every output is a 2x2 crop of the input (maybe mirrored), minus the mean, times the scale
+    for n in range(2):
+        crop = out[n] / 0.5 + mean[0]
+        windows = [pixels[n, :, i:i + 2, j:j + 2] for i in range(3) for j in range(3)]
+        assert any(torch.equal(crop, w) or torch.equal(crop, w.flip(-1)) for w in windows)
+    test_layer = load_net(text, "TEST")
+    assert [d.name for d in test_layer.data_layers] == ["in"]
+    img.phase = "TEST"  # centre crop, no mirror
+    centre = img.transform(pixels)
+    torch.testing.assert_close(centre, (pixels[:, :, 1:3, 1:3] - mean) * 0.5)
