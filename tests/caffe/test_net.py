@@ -143,13 +143,19 @@ layers { name: "conv" type: CONVOLUTION bottom: "data" top: "conv" blobs_lr: 1 b
   weight_decay: 1 weight_decay: 0 convolution_param { num_output: 3 kernel_size: 3 } }
 layers { name: "relu" type: RELU bottom: "conv" top: "conv" }
 layers { name: "pool" type: POOLING bottom: "conv" top: "pool"
-  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }'''
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layers { name: "fc" type: INNER_PRODUCT bottom: "pool" top: "fc"
+  inner_product_param { num_output: 2 } }
+layers { name: "loss" type: SOFTMAX_LOSS bottom: "fc" bottom: "label" top: "loss" }'''
+    pytest.importorskip("marginface.caffe.layers")
     net = load_net(text, "TEST")
-    assert [net.info(n).type for n in net.layer_names] == ["Convolution", "ReLU", "Pooling"]
+    assert [net.info(n).type for n in net.layer_names] == ["Convolution", "ReLU", "Pooling",
+                                                           "InnerProduct", "SoftmaxWithLoss"]
     assert net.blob_shapes["pool"] == (1, 3, 2, 2)
     assert not net.layer("conv").bias.requires_grad
-    out = net(data=torch.randn(1, 2, 5, 5))
+    out = net(data=torch.randn(1, 2, 5, 5), label=torch.tensor([1]))
     assert out["pool"].shape == (1, 3, 2, 2) and bool((out["pool"] >= 0).all())
+    assert out["fc"].shape == (1, 2) and out["loss"].shape == ()
 
 
 def test_input_layer_and_data_layer_transform():

@@ -198,6 +198,15 @@ class CaffeNet(nn.Module):
                 for params, lr, decay in self.param_mults()]
 
 
+def _with_type(layer: Message, type_name: str) -> Message:
+    """A copy of ``layer`` whose ``type`` is ``type_name`` (for V1 enum types)."""
+    copy = Message(layer.line, layer.column)
+    for field_name, values in layer.items():
+        for value in values:
+            copy.add(field_name, type_name if field_name == "type" else value)
+    return copy
+
+
 def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
              input_shapes: Mapping[str, Sequence[int]] | None = None,
              level: int | None = None, stages: Iterable[str] | None = None) -> CaffeNet:
@@ -226,15 +235,17 @@ def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
     produced: set[str] = set(inputs)
     shapes = net_input_shapes(root)
     names: set[str] = set()
-    all_layers = layers or v1
-    for position, layer in enumerate(all_layers):
+    kept: list[tuple[Message, str, str, str]] = []  # (layer, type, name, where) in this phase
+    for layer in layers or v1:
         type_name = str(layer.get("type", ""))
-        if v1:
+        if v1:  # V1 enum types; the module sees the current type name
             type_name = V1_TYPES.get(type_name, type_name)
+            layer = _with_type(layer, type_name)
         name = str(layer.get("name", f"{type_name}@{layer.line}"))
         where = f"layer {name!r} ({type_name}, line {layer.line})"
-        if not included(layer, phase, level, stage_set, where):
-            continue
+        if included(layer, phase, level, stage_set, where):
+            kept.append((layer, type_name, name, where))
+    for position, (layer, type_name, name, where) in enumerate(kept):
         if name in names:
             raise ValueError(f"{where}: duplicate layer name {name!r}")
         names.add(name)
@@ -258,9 +269,8 @@ def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
         later = [b for b in info.bottoms if b not in produced]
         for bottom in later:
             # A bottom no layer produces is a net input; one produced only later is an error.
-            if any(bottom in [str(t) for t in other.get_all("top")]
-                   for other in all_layers[position + 1:]
-                   if included(other, phase, level, stage_set, where)):
+            if any(bottom in [str(t) for t in other[0].get_all("top")]
+                   for other in kept[position + 1:]):
                 raise ValueError(f"{where}: bottom blob {bottom!r} is used before the layer "
                                  "that produces it")
             inputs.append(bottom)
