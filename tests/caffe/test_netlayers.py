@@ -176,6 +176,9 @@ def test_accuracy_top_k():
     top2 = build('name: "a" type: "Accuracy" accuracy_param { top_k: 2 }')
     assert float(top1(scores, labels)[0]) == pytest.approx(1 / 3)
     assert float(top2(scores, labels)[0]) == pytest.approx(2 / 3)
+    ties = torch.tensor([[0.5, 0.5, 0.0]])  # a tie counts against the label, as in Caffe
+    assert float(top1(ties, torch.tensor([0]))[0]) == 0.0
+    assert float(top2(ties, torch.tensor([1]))[0]) == 1.0
     with pytest.raises(ValueError, match="'a'.*label 3"):
         top1(scores, torch.tensor([3, 0, 0]))
 

@@ -11,7 +11,8 @@ labels that are not ``ignore_label``), FULL (all labels), BATCH_SIZE (outer coun
   (VALID by default, i.e. the mean). ``alpha`` (0.25) is one weight for every class; ``beta`` only
   enters the LINEAR variant, which is not supported (ValueError). Its backward is the exact
   derivative of this value.
-- Accuracy: fraction of labels whose score has fewer than ``top_k`` (1) scores strictly above it.
+- Accuracy: fraction of labels for which fewer than ``top_k`` (1) other classes score at least as
+  high (Caffe's count: a tie counts against the label).
 """
 
 from __future__ import annotations
@@ -121,6 +122,6 @@ class Accuracy(_LabelledLayer):
     def forward(self, scores: Tensor, labels: Tensor) -> tuple[Tensor]:
         moved, flat, n_valid, valid = self._labels(scores, labels)
         true = moved.gather(1, flat[:, None])
-        better = (moved > true).sum(dim=1)
+        better = (moved >= true).sum(dim=1) - 1  # Caffe: ties with other classes count against
         correct = ((better < self.top_k) & valid).sum()
         return (correct.to(scores.dtype) / max(1, n_valid),)
