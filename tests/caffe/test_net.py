@@ -188,3 +188,19 @@ layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }
     img.phase = "TEST"  # centre crop, no mirror
     centre = img.transform(pixels)
     torch.testing.assert_close(centre, (pixels[:, :, 1:3, 1:3] - mean) * 0.5)
+
+
+def test_fields_the_builder_does_not_use_are_reported():
+    text = '''mem_param { optimize_train: true }
+input: "data" input_shape { dim: 1 dim: 1 dim: 4 dim: 4 }
+layer { name: "p" type: "Pooling" bottom: "data" top: "p" weird: 1
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 round_mode: FLOOR shiny: true } }'''
+    with pytest.warns(UserWarning) as record:
+        net = load_net(text)
+    messages = [str(r.message) for r in record]
+    assert any("net: ignoring field(s) ['mem_param']" in m for m in messages)
+    assert any("layer 'p' (Pooling, line 3): ignoring field(s) ['weird'] of the layer" in m
+               for m in messages)
+    assert any("['shiny'] of pooling_param" in m for m in messages)
+    assert net.blob_shapes["p"] == (1, 1, 1, 1)  # FLOOR: (4 - 3) // 2 + 1; CEIL would give 2
+    assert net(data=torch.randn(1, 1, 4, 4))["p"].shape == (1, 1, 1, 1)

@@ -28,6 +28,12 @@ def _inputs(net, batch: int) -> dict[str, torch.Tensor]:
     return inputs
 
 
+# spherenet36_model.prototxt carries a Caffe fork's memory and augmentation options (warned about,
+# see test_fork_fields_are_reported)
+IGNORED_FORK_FIELDS = "ignore:.*ignoring field"
+
+
+@pytest.mark.filterwarnings(IGNORED_FORK_FIELDS)
 @pytest.mark.parametrize("phase", ["TRAIN", "TEST"])
 @pytest.mark.parametrize("name", NETS)
 def test_net_builds_and_runs_forward(caffe_dir, library, as_if_trained, one_thread, name,
@@ -90,6 +96,7 @@ def test_spherenet20_parameter_count(caffe_dir, library):
         assert summary.total_params - summary.params_of(classifier) == expected, name
 
 
+@pytest.mark.filterwarnings(IGNORED_FORK_FIELDS)
 def test_spherenet36_parameter_count(caffe_dir, library):
     # SphereFace-36: units (2, 4, 8, 2), here with BatchNorm+Scale as CombinedMargin-caffe uses it.
     summary = summarize_net(caffe_dir / "combined-margin/spherenet36_model.prototxt", "TRAIN",
@@ -109,3 +116,12 @@ def test_mobilefacenet_parameter_count(caffe_dir):
     assert deploy.total_params == pytest.approx(1.0e6, rel=0.05)
     assert deploy.inputs == {"data": (1, 3, 112, 96)}
     assert all(None not in row.top_shapes for row in deploy.rows)
+
+
+def test_fork_fields_are_reported(caffe_dir, library):
+    with pytest.warns(UserWarning) as record:
+        load_net(caffe_dir / "combined-margin/spherenet36_model.prototxt", "TRAIN")
+    messages = "\n".join(str(r.message) for r in record)
+    assert "['mem_param']" in messages
+    assert "layer 'data' (ImageData, line 7)" in messages
+    assert "'contrast_brightness_adjustment'" in messages and "of transform_param" in messages

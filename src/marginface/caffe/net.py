@@ -21,6 +21,7 @@ from marginface.caffe.netlayers import (
     CaffeLayer,
     DataLayerInfo,
 )
+from marginface.caffe.netlayers.fields import warn_unknown_fields, warn_unknown_net_fields
 from marginface.caffe.netspec import (
     LayerInfo,
     included,
@@ -221,6 +222,7 @@ def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
     if phase not in PHASES:
         raise ValueError(f"phase must be TRAIN or TEST, got {phase!r}")
     root = read_source(source)
+    warn_unknown_net_fields(root)
     state = root.get("state") or Message()
     level = int(state.get("level", 0)) if level is None else int(level)
     stage_set = {str(s) for s in (state.get_all("stage") if stages is None else stages)}
@@ -244,6 +246,7 @@ def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
         name = str(layer.get("name", f"{type_name}@{layer.line}"))
         where = f"layer {name!r} ({type_name}, line {layer.line})"
         if included(layer, phase, level, stage_set, where):
+            warn_unknown_fields(layer, where)
             kept.append((layer, type_name, name, where))
     for position, (layer, type_name, name, where) in enumerate(kept):
         if name in names:

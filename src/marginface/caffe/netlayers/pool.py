@@ -20,9 +20,11 @@ from marginface.caffe.prototxt import Message
 __all__ = ["Pooling", "caffe_pool_size"]
 
 
-def caffe_pool_size(size: int, kernel: int, pad: int, stride: int) -> int:
-    """Caffe's pooled size: ceil rounding, clipped so the last window starts inside input+pad."""
-    out = -(-(size + 2 * pad - kernel) // stride) + 1
+def caffe_pool_size(size: int, kernel: int, pad: int, stride: int, ceil: bool = True) -> int:
+    """Caffe's pooled size: ceil rounding (``round_mode: FLOOR`` rounds down), clipped so the
+    last window starts inside input+pad."""
+    span = size + 2 * pad - kernel
+    out = (-(-span // stride) if ceil else span // stride) + 1
     if pad > 0 and (out - 1) * stride >= size + pad:
         out -= 1
     return out
@@ -39,6 +41,10 @@ class Pooling(CaffeLayer):
         if self.method not in ("MAX", "AVE"):
             raise ValueError(f"{self.where}: pool {pool} is not supported (MAX or AVE)")
         self.global_pooling = bool(p.get("global_pooling", False))
+        round_mode = str(p.get("round_mode", "CEIL")).upper()
+        if round_mode not in ("CEIL", "FLOOR", "0", "1"):
+            raise ValueError(f"{self.where}: round_mode {round_mode} (CEIL or FLOOR)")
+        self.ceil = round_mode in ("CEIL", "0")
         self.pad = hw_pair(p, "pad", 0, self.where)
         self.stride = hw_pair(p, "stride", 1, self.where)
         if self.global_pooling:
@@ -56,7 +62,7 @@ class Pooling(CaffeLayer):
 
     def _geometry(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
         kernel = (h, w) if self.kernel is None else self.kernel
-        out = tuple(caffe_pool_size(size, k, p, s) for size, k, p, s in
+        out = tuple(caffe_pool_size(size, k, p, s, self.ceil) for size, k, p, s in
                     zip((h, w), kernel, self.pad, self.stride, strict=True))
         return kernel, out  # type: ignore[return-value]
 
