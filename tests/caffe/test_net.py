@@ -204,3 +204,20 @@ layer { name: "p" type: "Pooling" bottom: "data" top: "p" weird: 1
     assert any("['shiny'] of pooling_param" in m for m in messages)
     assert net.blob_shapes["p"] == (1, 1, 1, 1)  # FLOOR: (4 - 3) // 2 + 1; CEIL would give 2
     assert net(data=torch.randn(1, 1, 4, 4))["p"].shape == (1, 1, 1, 1)
+
+
+def test_loss_weight_and_propagate_down():
+    text = '''input: "a" input_shape { dim: 3 dim: 4 }
+layer { name: "act" type: "ReLU" bottom: "a" top: "b" relu_param { negative_slope: 0.5 } }
+layer { name: "l1" type: "FocalLoss" bottom: "b" bottom: "label" top: "l1" loss_weight: 2 }
+layer { name: "l2" type: "FocalLoss" bottom: "b" bottom: "label" top: "l2"
+  propagate_down: false propagate_down: false }'''
+    net = load_net(text)
+    assert [net.info(n).loss_weight for n in ("act", "l1", "l2")] == [[0.0], [2.0], [1.0]]
+    a = torch.randn(3, 4, requires_grad=True)
+    out = net(a=a, label=torch.tensor([0, 1, 2]))
+    total = net.loss(out)
+    torch.testing.assert_close(total, 2 * out["l1"] + out["l2"])
+    total.backward()
+    expected = torch.autograd.grad(2 * net(a=a, label=torch.tensor([0, 1, 2]))["l1"], a)[0]
+    torch.testing.assert_close(a.grad, expected)  # l2 passes no gradient (propagate_down false)
