@@ -147,7 +147,6 @@ layers { name: "pool" type: POOLING bottom: "conv" top: "pool"
 layers { name: "fc" type: INNER_PRODUCT bottom: "pool" top: "fc"
   inner_product_param { num_output: 2 } }
 layers { name: "loss" type: SOFTMAX_LOSS bottom: "fc" bottom: "label" top: "loss" }'''
-    pytest.importorskip("marginface.caffe.layers")
     net = load_net(text, "TEST")
     assert [net.info(n).type for n in net.layer_names] == ["Convolution", "ReLU", "Pooling",
                                                            "InnerProduct", "SoftmaxWithLoss"]

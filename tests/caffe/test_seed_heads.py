@@ -96,7 +96,6 @@ def _shrunk(path, classifier: str, classes: int):
 
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_seed_head_training_lowers_the_loss(caffe_dir, library, one_thread, head):
-    pytest.importorskip("marginface.caffe.solver")
     name, embedding, classifier, _, _, unit = HEADS[head]
     classes, batch, steps = 20, 32, 200
     g = torch.Generator().manual_seed(7)
@@ -130,7 +129,6 @@ def test_amsoftmax_spherenet20_training_lowers_the_loss(caffe_dir, library, one_
     costs about 0.5 s per image on a busy 2-core CPU, so a few hundred iterations are out of a
     unit test's reach). The loss on a fixed held-out batch must fall by half.
     """
-    pytest.importorskip("marginface.caffe.solver")
     classes, batch = 3, 3
     root = _shrunk(caffe_dir / "amsoftmax" / "face_train_test.prototxt", "fc6_l2", classes)
     net = load_net(root, "TRAIN", input_shapes={"data": (batch, 3, 112, 96)})
