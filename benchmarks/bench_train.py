@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -126,6 +127,7 @@ def main() -> None:
         "target_ratio": 0.9,
         "rates": rates,
         "seconds": elapsed,
+        "load_average_at_end": list(os.getloadavg()),
     }
     print(f"{'path':<12} {'img/s (median)':>15}   per round")
     print(f"{'model':<12} {model_rate:>15.1f}   {[round(r, 1) for r in rates['model']]}")
