@@ -100,11 +100,11 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
     batch, dim = xm.shape
     num = weight.shape[0]
     if num == 0:
-        return torch.full((batch,), -math.inf, dtype=compute_dtype)
-    work = torch.empty(batch * block, dtype=compute_dtype)
-    wbuf = torch.empty(block * dim, dtype=xm.dtype)
+        return torch.full((batch,), -math.inf, dtype=compute_dtype, device=xm.device)
+    work = torch.empty(batch * block, dtype=compute_dtype, device=xm.device)
+    wbuf = torch.empty(block * dim, dtype=xm.dtype, device=xm.device)
     if shift is not None:
-        total = torch.zeros(batch, dtype=compute_dtype)
+        total = torch.zeros(batch, dtype=compute_dtype, device=xm.device)
         neg = (-shift).unsqueeze(1)
         for b0 in range(0, num, block):
             b1 = min(b0 + block, num)
@@ -122,8 +122,8 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
             lse[low] = forward_lse(xm[low], weight, bias, inv_norm, tgt_local[low],
                                    tgt_logit[low], block, None, compute_dtype)
         return lse
-    run_max = torch.full((batch,), -math.inf, dtype=compute_dtype)
-    total = torch.zeros(batch, dtype=compute_dtype)
+    run_max = torch.full((batch,), -math.inf, dtype=compute_dtype, device=xm.device)
+    total = torch.zeros(batch, dtype=compute_dtype, device=xm.device)
     for b0 in range(0, num, block):
         b1 = min(b0 + block, num)
         wb = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
@@ -152,11 +152,11 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
     """
     batch, dim = xm.shape
     num = weight.shape[0]
-    grad_xm = torch.zeros(batch, dim, dtype=compute_dtype)
+    grad_xm = torch.zeros(batch, dim, dtype=compute_dtype, device=xm.device)
     if num == 0:
         return grad_xm
-    work = torch.empty(batch * block, dtype=compute_dtype)
-    wbuf = torch.empty(block * dim, dtype=xm.dtype)
+    work = torch.empty(batch * block, dtype=compute_dtype, device=xm.device)
+    wbuf = torch.empty(block * dim, dtype=xm.dtype, device=xm.device)
     low = xm.dtype != compute_dtype
     neg = (-shift).unsqueeze(1)
     for b0 in range(0, num, block):
