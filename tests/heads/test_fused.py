@@ -43,7 +43,7 @@ def _grads(loss, params):
 def _assert_same(fused, ref, params, tol=1e-10):
     lf, lr = fused(), ref()
     torch.testing.assert_close(lf, lr, rtol=tol, atol=tol)
-    for gf, gr in zip(_grads(lf, params), _grads(lr, params)):
+    for gf, gr in zip(_grads(lf, params), _grads(lr, params), strict=True):
         torch.testing.assert_close(gf, gr, rtol=tol, atol=tol)
 
 
@@ -125,7 +125,7 @@ def test_gradient_of_scaled_and_negated_loss():
     for factor in (2.5, -0.7, 0.0):
         lf = fused_margin_cross_entropy(x, w, y, scale=8.0, m2=0.5, block_size=6) * factor
         lr = F.cross_entropy(MF.margin_logits(x, w, y, scale=8.0, m2=0.5), y) * factor
-        for gf, gr in zip(_grads(lf, (x, w)), _grads(lr, (x, w))):
+        for gf, gr in zip(_grads(lf, (x, w)), _grads(lr, (x, w)), strict=True):
             torch.testing.assert_close(gf, gr, rtol=1e-10, atol=1e-12)
 
 
@@ -151,8 +151,8 @@ def test_underflowing_rows_fall_back_to_running_max():
     torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-4)
 
 
-# bfloat16 products: the relative loss error observed at D=128, C=2000, s=64 (ArcFace) is
-# about 1e-3 (docs/large-class.md); the test allows 1e-2 and 5% on the gradients' norm.
+# bfloat16 products: at D=128, C=2000, s=64 (ArcFace, CosFace) the relative loss error observed is
+# 4e-5 at most and the gradients 1.1e-2 (relative norm; docs/large-class.md): allowed 1e-3, 3e-2.
 def test_bfloat16_matmuls_within_tolerance():
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(64, 128, generator=gen).requires_grad_()
@@ -162,9 +162,9 @@ def test_bfloat16_matmuls_within_tolerance():
     low = fused_margin_cross_entropy(x, w, y, scale=64.0, m2=0.5, block_size=512,
                                      matmul_dtype=torch.bfloat16)
     assert low.dtype == torch.float32
-    assert abs(float(low.detach()) - float(ref.detach())) / float(ref.detach()) < 1e-2
-    for gl, gr in zip(_grads(low, (x, w)), _grads(ref, (x, w))):
-        assert float((gl - gr).norm() / gr.norm()) < 5e-2
+    assert abs(float(low.detach()) - float(ref.detach())) / float(ref.detach()) < 1e-3
+    for gl, gr in zip(_grads(low, (x, w)), _grads(ref, (x, w)), strict=True):
+        assert float((gl - gr).norm() / gr.norm()) < 3e-2
 
 
 def test_block_size_rule():

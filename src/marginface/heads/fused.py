@@ -5,7 +5,8 @@
 
 - margin heads (NormFace, CosFace, ArcFace, combined): ``z_ij = s cos(theta_ij)``,
   ``z_iy = s (psi(m1 theta_iy + m2) - m3)``;
-- SphereFace: ``z_ij = |x_i| cos(theta_ij)``, ``z_iy = |x_i| (lambda cos + psi(m theta)) / (1+lambda)``;
+- SphereFace: ``z_ij = |x_i| cos(theta_ij)``,
+  ``z_iy = |x_i| (lambda cos + psi(m theta)) / (1 + lambda)``;
 - Softmax: ``z_ij = <x_i, W_j> + b_j``.
 
 How. A custom autograd function makes two passes over the classes in blocks
