@@ -11,6 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marginface import functional as MF
+from marginface.heads import (
+    ArcFace,
+    CombinedMargin,
+    CosFace,
+    NormFace,
+    Softmax,
+    SphereFace,
+)
 from marginface.heads import fused as fused_mod
 from marginface.heads.blocking import choose_block_size
 from marginface.heads.fused import (
@@ -219,3 +227,41 @@ def test_bad_input_sphereface_and_softmax():
         fused_softmax_cross_entropy(x, w, torch.zeros(22), y)
     with pytest.raises(ValueError, match="0 rows"):
         fused_margin_cross_entropy(torch.randn(0, 6), w, y[:0], scale=8.0)
+
+
+HEADS = [
+    (Softmax, {}), (NormFace, {}), (CosFace, {}), (ArcFace, {}), (ArcFace, {"detach_margin": True}),
+    (CombinedMargin, {"m1": 1.35, "m2": 0.3, "m3": 0.2}), (CombinedMargin, {"m1": 2.5, "m2": 2.0}),
+    (SphereFace, {"m": 4}), (SphereFace, {"m": 2, "detach_margin": True}),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs", HEADS)
+@pytest.mark.parametrize("block", [None, 7])
+def test_every_head_loss_is_fused_and_equals_unfused(cls, kwargs, block):
+    """head.loss (the fused path) == head.unfused_loss, over several training steps."""
+    fused_head = cls(6, 24, block_size=block, **kwargs).double()
+    ref_head = cls(6, 24, **kwargs).double()
+    ref_head.load_state_dict(fused_head.state_dict())
+    if hasattr(fused_head, "bias"):
+        with torch.no_grad():
+            fused_head.bias.normal_()
+            ref_head.bias.copy_(fused_head.bias)
+    for step in range(3):  # SphereFace: lambda moves with the iteration counter
+        x, _, y = _data(seed=step, hard=(step == 1))
+        lf, lr = fused_head.loss(x, y), ref_head.unfused_loss(x, y)
+        torch.testing.assert_close(lf, lr, rtol=1e-10, atol=1e-10)
+        params_f = (x, *fused_head.parameters())
+        params_r = (x, *ref_head.parameters())
+        for gf, gr in zip(_grads(lf, params_f), _grads(lr, params_r), strict=True):
+            torch.testing.assert_close(gf, gr, rtol=1e-10, atol=1e-10)
+    if cls is SphereFace:
+        assert int(fused_head.iteration) == 3
+
+
+def test_head_loss_under_autocast_keeps_float32_products():
+    head = ArcFace(16, 300)
+    x, y = torch.randn(8, 16), torch.randint(0, 300, (8,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = head.loss(x, y)
+    torch.testing.assert_close(inside, head.unfused_loss(x, y), rtol=1e-5, atol=1e-5)

@@ -98,6 +98,13 @@ class _FusedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, embeddings, weight, bias, local_labels, spec, block, mm_dtype, group):  # type: ignore[override]
+        # The precision is this function's own business, whatever the ambient autocast.
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            return _FusedCrossEntropy._forward(ctx, embeddings, weight, bias, local_labels, spec,
+                                               block, mm_dtype, group)
+
+    @staticmethod
+    def _forward(ctx, embeddings, weight, bias, local_labels, spec, block, mm_dtype, group):
         cd = torch.float64 if torch.float64 in (embeddings.dtype, weight.dtype) else torch.float32
         mmd = cd if mm_dtype in (torch.float32, torch.float64) else mm_dtype
         x = embeddings.detach().to(cd)
@@ -141,6 +148,11 @@ class _FusedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
+        with torch.autocast(device_type=grad_out.device.type, enabled=False):
+            return _FusedCrossEntropy._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         (embeddings, weight, bias, local_labels, inv_norm, lse, tgt_logit, owned, tgt_cos,
          tgt_t, tgt_dt) = ctx.saved_tensors
         spec, cd = ctx.spec, ctx.cd
