@@ -57,7 +57,7 @@ def _assert_same(fused, ref, params, tol=1e-10):
 
 @pytest.mark.parametrize("m1,m2,m3", MARGINS)
 @pytest.mark.parametrize("detach", [False, True])
-@pytest.mark.parametrize("block", [6, 7, 256])  # divides 24, leaves a partial block, one block
+@pytest.mark.parametrize("block", [6, 7])  # divides 24; leaves a partial last block
 @pytest.mark.parametrize("hard", [False, True])
 def test_margin_matches_unfused(m1, m2, m3, detach, block, hard):
     x, w, y = _data(hard=hard)
@@ -98,7 +98,7 @@ def test_softmax_matches_unfused(with_bias, block):
     )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     batch=st.integers(1, 12), dim=st.integers(2, 9), classes=st.integers(1, 40),
     block=st.integers(1, 48), seed=st.integers(0, 10_000),

@@ -63,28 +63,39 @@ def _block_targets(tgt_local: Tensor, b0: int, b1: int) -> tuple[Tensor, Tensor]
 
 
 def _weight_block(weight: Tensor, inv_norm: Tensor | None, b0: int, b1: int,
-                  mm_dtype: torch.dtype, buf: Tensor) -> Tensor:
-    """The (b1-b0, D) block in ``mm_dtype``: rows scaled by ``inv_norm`` when normalising."""
+                  mm_dtype: torch.dtype, buf: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The block for the GEMMs and the column factor still to apply to its products.
+
+    Full precision: the raw rows (a view, no copy) and ``1/|w|`` for the columns of the
+    (batch, block) products, which saves a pass over the block. Low precision: the rows are
+    normalised while they are converted (one pass that is needed anyway), no column factor.
+    """
     wb = weight[b0:b1]
-    if inv_norm is None:
-        if wb.dtype == mm_dtype:
-            return wb
-        out = buf[: (b1 - b0) * wb.shape[1]].view(b1 - b0, wb.shape[1])
-        return out.copy_(wb)
+    if wb.dtype == mm_dtype:
+        return wb, (None if inv_norm is None else inv_norm[b0:b1])
     out = buf[: (b1 - b0) * wb.shape[1]].view(b1 - b0, wb.shape[1])
-    return torch.mul(wb, inv_norm[b0:b1, None], out=out)
+    if inv_norm is None:
+        return out.copy_(wb), None
+    return torch.mul(wb, inv_norm[b0:b1, None], out=out), None
 
 
-def _logits_into(out: Tensor, xm: Tensor, wb: Tensor, addend: Tensor | None) -> Tensor:
-    """``out = xm @ wb^T (+ addend)``; low-precision products are rounded once into ``out``."""
-    if xm.dtype == out.dtype:
+def _logits_into(out: Tensor, xm: Tensor, wb: Tensor, col: Tensor | None,
+                 addend: Tensor | None) -> Tensor:
+    """``out = (xm @ wb^T) * col + addend`` (col, addend optional) in as few passes as possible.
+
+    Low-precision products are rounded once and added into ``out`` (float32).
+    """
+    if xm.dtype != out.dtype:
+        prod = torch.mm(xm, wb.t())
+        return out.copy_(prod) if addend is None else torch.add(prod, addend, out=out)
+    if col is None:
         if addend is None:
             return torch.mm(xm, wb.t(), out=out)
         return torch.addmm(addend, xm, wb.t(), out=out)
-    prod = torch.mm(xm, wb.t())
+    torch.mm(xm, wb.t(), out=out)
     if addend is None:
-        return out.copy_(prod)
-    return torch.add(prod, addend, out=out)
+        return out.mul_(col)
+    return torch.addcmul(addend, out, col, out=out)
 
 
 def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tensor | None,
@@ -108,9 +119,10 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
         neg = (-shift).unsqueeze(1)
         for b0 in range(0, num, block):
             b1 = min(b0 + block, num)
-            wb = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
+            wb, col = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
             addend = neg if bias is None else bias[b0:b1].unsqueeze(0) - shift.unsqueeze(1)
-            lg = _logits_into(work[: batch * (b1 - b0)].view(batch, b1 - b0), xm, wb, addend)
+            lg = _logits_into(work[: batch * (b1 - b0)].view(batch, b1 - b0), xm, wb, col,
+                              addend)
             rows, cols = _block_targets(tgt_local, b0, b1)
             if rows.numel():
                 lg[rows, cols] = tgt_logit[rows] - shift[rows]
@@ -126,9 +138,9 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
     total = torch.zeros(batch, dtype=compute_dtype, device=xm.device)
     for b0 in range(0, num, block):
         b1 = min(b0 + block, num)
-        wb = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
+        wb, col = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
         addend = None if bias is None else bias[b0:b1].unsqueeze(0)
-        lg = _logits_into(work[: batch * (b1 - b0)].view(batch, b1 - b0), xm, wb, addend)
+        lg = _logits_into(work[: batch * (b1 - b0)].view(batch, b1 - b0), xm, wb, col, addend)
         rows, cols = _block_targets(tgt_local, b0, b1)
         if rows.numel():
             lg[rows, cols] = tgt_logit[rows]
@@ -162,25 +174,31 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
     for b0 in range(0, num, block):
         b1 = min(b0 + block, num)
         n = b1 - b0
-        wb = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
+        wb, col = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
         addend = neg if bias is None else bias[b0:b1].unsqueeze(0) - shift.unsqueeze(1)
-        g = _logits_into(work[: batch * n].view(batch, n), xm, wb, addend).exp_()
+        g = _logits_into(work[: batch * n].view(batch, n), xm, wb, col, addend).exp_()
         rows, cols = _block_targets(tgt_local, b0, b1)
         if rows.numel():
             g[rows, cols] = tgt_grad[rows]
-        gm = g.to(xm.dtype) if low else g
-        gw = grad_weight[b0:b1]
-        if low:
-            grad_xm += torch.mm(gm, wb)
-            gw.copy_(torch.mm(gm.t(), xm))
-        else:
-            grad_xm.addmm_(gm, wb)
-            torch.mm(gm.t(), xm, out=gw)
         if grad_bias is not None:
             torch.sum(g, 0, out=grad_bias[b0:b1])
-        if inv_norm is not None:
-            # Through w_hat = w/|w|; <w_hat, g_hat> is a row dot over the block.
-            wf = wb if not low else wb.to(compute_dtype)
-            dots = torch.einsum("nd,nd->n", gw, wf)
-            gw.addcmul_(wf, dots.unsqueeze(1), value=-1.0).mul_(inv_norm[b0:b1, None])
+        gw = grad_weight[b0:b1]
+        if low:
+            gm = g.to(xm.dtype)
+            grad_xm += torch.mm(gm, wb)
+            gw.copy_(torch.mm(gm.t(), xm))
+            if inv_norm is not None:
+                # wb holds w_hat: dw = (g_hat - w_hat <w_hat, g_hat>) / |w|.
+                wf = wb.to(compute_dtype)
+                dots = torch.einsum("nd,nd->n", gw, wf)
+                gw.addcmul_(wf, dots.unsqueeze(1), value=-1.0).mul_(inv_norm[b0:b1, None])
+            continue
+        if col is not None:
+            g.mul_(col)  # dL/dz * 1/|w_j|: both products then use the raw rows
+        grad_xm.addmm_(g, wb)
+        torch.mm(g.t(), xm, out=gw)
+        if col is not None:
+            # gw = g_hat/|w|; dw = gw - w <w, gw> / |w|^2.
+            dots = torch.einsum("nd,nd->n", gw, wb).mul_(col).mul_(col)
+            gw.addcmul_(wb, dots.unsqueeze(1), value=-1.0)
     return grad_xm
