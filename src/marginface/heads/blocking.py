@@ -183,22 +183,23 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
         if grad_bias is not None:
             torch.sum(g, 0, out=grad_bias[b0:b1])
         gw = grad_weight[b0:b1]
-        if low:
+        inv = None if inv_norm is None else inv_norm[b0:b1]
+        if low:  # wb holds the normalised rows in low precision
             gm = g.to(xm.dtype)
             grad_xm += torch.mm(gm, wb)
-            gw.copy_(torch.mm(gm.t(), xm))
-            if inv_norm is not None:
-                # wb holds w_hat: dw = (g_hat - w_hat <w_hat, g_hat>) / |w|.
-                wf = wb.to(compute_dtype)
-                dots = torch.einsum("nd,nd->n", gw, wf)
-                gw.addcmul_(wf, dots.unsqueeze(1), value=-1.0).mul_(inv_norm[b0:b1, None])
-            continue
-        if col is not None:
-            g.mul_(col)  # dL/dz * 1/|w_j|: both products then use the raw rows
-        grad_xm.addmm_(g, wb)
-        torch.mm(g.t(), xm, out=gw)
-        if col is not None:
-            # gw = g_hat/|w|; dw = gw - w <w, gw> / |w|^2.
-            dots = torch.einsum("nd,nd->n", gw, wb).mul_(col).mul_(col)
-            gw.addcmul_(wb, dots.unsqueeze(1), value=-1.0)
+            prod = torch.mm(gm.t(), xm)
+            if inv is None:
+                gw.copy_(prod)
+            else:
+                torch.mul(prod, inv.unsqueeze(1), out=gw)  # g_hat / |w|
+        else:
+            if inv is not None:
+                g.mul_(inv)  # dL/dz * 1/|w_j|: both products then use the raw rows
+            grad_xm.addmm_(g, wb)
+            torch.mm(g.t(), xm, out=gw)  # g_hat / |w|
+        if inv is not None:
+            # Through w_hat = w/|w|: dw = g_hat/|w| - w <w, g_hat/|w|> / |w|^2.
+            w_raw = weight[b0:b1]
+            dots = torch.einsum("nd,nd->n", gw, w_raw).mul_(inv).mul_(inv)
+            gw.addcmul_(w_raw, dots.unsqueeze(1), value=-1.0)
     return grad_xm
