@@ -64,35 +64,33 @@ def _block_targets(tgt_local: Tensor, b0: int, b1: int) -> tuple[Tensor, Tensor]
 
 def _weight_block(weight: Tensor, inv_norm: Tensor | None, b0: int, b1: int,
                   mm_dtype: torch.dtype, buf: Tensor) -> tuple[Tensor, Tensor | None]:
-    """The block for the GEMMs and the column factor still to apply to its products.
+    """The raw rows for the GEMMs (converted into ``buf`` for low precision) and ``1/|w|``.
 
-    Full precision: the raw rows (a view, no copy) and ``1/|w|`` for the columns of the
-    (batch, block) products, which saves a pass over the block. Low precision: the rows are
-    normalised while they are converted (one pass that is needed anyway), no column factor.
+    The normalisation is applied to the columns of the (batch, block) products instead of the
+    rows of W: that pass is needed anyway (shift, exp), so it costs nothing extra, and plain
+    dtype conversions are much faster than mixed-dtype arithmetic on CPU.
     """
     wb = weight[b0:b1]
+    inv = None if inv_norm is None else inv_norm[b0:b1]
     if wb.dtype == mm_dtype:
-        return wb, (None if inv_norm is None else inv_norm[b0:b1])
-    out = buf[: (b1 - b0) * wb.shape[1]].view(b1 - b0, wb.shape[1])
-    if inv_norm is None:
-        return out.copy_(wb), None
-    return torch.mul(wb, inv_norm[b0:b1, None], out=out), None
+        return wb, inv
+    return buf[: (b1 - b0) * wb.shape[1]].view(b1 - b0, wb.shape[1]).copy_(wb), inv
 
 
 def _logits_into(out: Tensor, xm: Tensor, wb: Tensor, col: Tensor | None,
                  addend: Tensor | None) -> Tensor:
     """``out = (xm @ wb^T) * col + addend`` (col, addend optional) in as few passes as possible.
 
-    Low-precision products are rounded once and added into ``out`` (float32).
+    Low-precision products are rounded once, then converted into ``out`` (float32).
     """
     if xm.dtype != out.dtype:
-        prod = torch.mm(xm, wb.t())
-        return out.copy_(prod) if addend is None else torch.add(prod, addend, out=out)
-    if col is None:
-        if addend is None:
-            return torch.mm(xm, wb.t(), out=out)
+        out.copy_(torch.mm(xm, wb.t()))
+    elif col is None and addend is not None:
         return torch.addmm(addend, xm, wb.t(), out=out)
-    torch.mm(xm, wb.t(), out=out)
+    else:
+        torch.mm(xm, wb.t(), out=out)
+    if col is None:
+        return out if addend is None else out.add_(addend)
     if addend is None:
         return out.mul_(col)
     return torch.addcmul(addend, out, col, out=out)
@@ -183,18 +181,14 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
         if grad_bias is not None:
             torch.sum(g, 0, out=grad_bias[b0:b1])
         gw = grad_weight[b0:b1]
-        inv = None if inv_norm is None else inv_norm[b0:b1]
-        if low:  # wb holds the normalised rows in low precision
+        inv = col
+        if inv is not None:
+            g.mul_(inv)  # dL/dz * 1/|w_j|: both products then use the raw rows
+        if low:
             gm = g.to(xm.dtype)
-            grad_xm += torch.mm(gm, wb)
-            prod = torch.mm(gm.t(), xm)
-            if inv is None:
-                gw.copy_(prod)
-            else:
-                torch.mul(prod, inv.unsqueeze(1), out=gw)  # g_hat / |w|
+            grad_xm += torch.mm(gm, wb).to(compute_dtype)
+            gw.copy_(torch.mm(gm.t(), xm))  # g_hat / |w|
         else:
-            if inv is not None:
-                g.mul_(inv)  # dL/dz * 1/|w_j|: both products then use the raw rows
             grad_xm.addmm_(g, wb)
             torch.mm(g.t(), xm, out=gw)  # g_hat / |w|
         if inv is not None:
