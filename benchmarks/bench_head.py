@@ -116,7 +116,7 @@ def run(classes_list: list[int], batch: int, dim: int, warmup: int, steps: int) 
         floor = 3 * 2 * batch * dim * classes / (gemm["gflops_fp32"] * 1e9)
         floor_bf16 = 3 * 2 * batch * dim * classes / (gemm["gflops_bf16"] * 1e9)
         row = {"classes": classes, "floor_fp32_s": floor, "floor_bf16_s": floor_bf16,
-               "available_gb_before": _available_gb()}
+               "available_gb_before": _available_gb(), "loadavg_before": os.getloadavg()}
         for method in METHODS:
             need = 18.0 * classes / 1e6 if method == "pml" else 0.0
             if _available_gb() < need:
@@ -125,6 +125,7 @@ def run(classes_list: list[int], batch: int, dim: int, warmup: int, steps: int) 
                 row[method] = _spawn(["--child", method, "--classes", str(classes), "--batch",
                                       str(batch), "--dim", str(dim), "--warmup", str(warmup),
                                       "--steps", str(steps)])
+            row[method]["loadavg_after"] = os.getloadavg()
             print(f"C={classes} {method}: {row[method]}", flush=True)
         results["configs"].append(row)
     return results
@@ -166,7 +167,8 @@ def write_doc(results: dict, text: str) -> None:
             f"{results['machine']['cpu_count']} cores; GEMM measured in the same run: fp32 "
             f"{gemm['gflops_fp32']:.0f} GFLOP/s, bf16 {gemm['gflops_bf16']:.0f} GFLOP/s. "
             "Best of the timed steps. The machine is shared: absolute times move with its "
-            "load, ratios within one run hold better. How the fused path works: "
+            "load (the 1-minute load average is in the JSON), ratios within one run hold "
+            "better. How the fused path works: "
             "docs/large-class.md.\n\n" + text + "\n")
     if SECTION in old:
         head, rest = old.split(SECTION, 1)
