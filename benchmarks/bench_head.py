@@ -106,7 +106,13 @@ def _available_gb() -> float:
     return float("nan")
 
 
-def run(classes_list: list[int], batch: int, dim: int, warmup: int, steps: int) -> dict:
+# GB of free memory a 1M-class step needs (scaled linearly with C): the unfused paths hold
+# several (B, C) float32 tensors besides W, normalised W and their gradients.
+NEED_GB_PER_MILLION = {"fused_fp32": 5.0, "fused_bf16": 5.0, "unfused": 15.0, "pml": 17.0}
+
+
+def run(classes_list: list[int], batch: int, dim: int, warmup: int, steps: int,
+        methods: tuple[str, ...] = METHODS) -> dict:
     gemm = _spawn(["--child", "gemm", "--batch", str(batch), "--dim", str(dim)])
     print(f"GEMM throughput ({batch}x{dim} by {dim}x65536): fp32 {gemm['gflops_fp32']:.0f} "
           f"GFLOP/s, bf16 {gemm['gflops_bf16']:.0f} GFLOP/s", flush=True)
@@ -117,8 +123,8 @@ def run(classes_list: list[int], batch: int, dim: int, warmup: int, steps: int) 
         floor_bf16 = 3 * 2 * batch * dim * classes / (gemm["gflops_bf16"] * 1e9)
         row = {"classes": classes, "floor_fp32_s": floor, "floor_bf16_s": floor_bf16,
                "available_gb_before": _available_gb(), "loadavg_before": os.getloadavg()}
-        for method in METHODS:
-            need = 18.0 * classes / 1e6 if method == "pml" else 0.0
+        for method in methods:
+            need = NEED_GB_PER_MILLION[method] * classes / 1e6
             if _available_gb() < need:
                 row[method] = {"skipped": f"needs ~{need:.0f} GB free, {_available_gb():.1f}"}
             else:
@@ -131,6 +137,20 @@ def run(classes_list: list[int], batch: int, dim: int, warmup: int, steps: int) 
     return results
 
 
+def _merge(old: dict, new: dict) -> dict:
+    """Rows of ``new`` replace or extend those of ``old`` (per class count and method)."""
+    rows = {r["classes"]: r for r in old["configs"]}
+    for r in new["configs"]:
+        if r["classes"] in rows:
+            base = rows[r["classes"]]
+            base.update({k: v for k, v in r.items() if k in METHODS})
+            base[f"gemm_{'_'.join(k for k in r if k in METHODS)}"] = new["gemm"]
+        else:
+            rows[r["classes"]] = r
+    old["configs"] = [rows[c] for c in sorted(rows)]
+    return old
+
+
 def _fmt(entry: dict, key: str, spec: str) -> str:
     return format(entry[key], spec) if key in entry else "-"
 
@@ -141,7 +161,7 @@ def table(results: dict) -> str:
     for row in results["configs"]:
         pml = row.get("pml", {})
         for method in METHODS:
-            e = row[method]
+            e = row.get(method, {"skipped": "not run"})
             if "seconds" not in e:
                 lines.append(f"| {row['classes']:,} | {method} | {e} | | | | |")
                 continue
@@ -191,6 +211,9 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--child", choices=("gemm", *METHODS))
     p.add_argument("--no-doc", action="store_true")
+    p.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS))
+    p.add_argument("--merge", action="store_true",
+                   help="update benchmarks/results/head.json row by row instead of replacing it")
     a = p.parse_args()
     if a.child == "gemm":
         print(json.dumps(_child_gemm(a.batch, a.dim)))
@@ -199,10 +222,12 @@ def main() -> int:
         print(json.dumps(_child_loss(a.child, a.batch, a.dim, a.classes[0], a.warmup, a.steps)))
         return 0
     classes = a.classes or ([20_000] if a.quick else [100_000, 1_000_000])
-    results = run(classes, a.batch, a.dim, a.warmup, a.steps)
+    results = run(classes, a.batch, a.dim, a.warmup, a.steps, tuple(a.methods))
+    out = ROOT / "benchmarks" / "results" / "head.json"
+    if a.merge and out.exists():
+        results = _merge(json.loads(out.read_text()), results)
     text = table(results)
     print(text)
-    out = ROOT / "benchmarks" / "results" / "head.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     if not a.no_doc:
