@@ -7,7 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from heads_cases import HEAD_FACTORIES, make_head
+from heads_cases import (
+    HEAD_FACTORIES,
+    make_head,
+    single_thread,  # noqa: F401  (autouse fixture)
+)
 
 from marginface import functional as MF
 from marginface.heads import (
@@ -244,3 +248,16 @@ def test_low_precision_matmul_is_close_to_float32(name, matmul_dtype):
     tol = 2e-2 if matmul_dtype == torch.bfloat16 else 4e-3
     assert float((out - ref(emb).detach()).abs().max()) <= tol * float(scale)
     torch.testing.assert_close(low.loss(emb, labels), ref.loss(emb, labels), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("name", [n for n in HEAD_FACTORIES if n != "softmax"])
+def test_target_logit_method_matches_the_training_forward(name):
+    from heads_cases import basis_weight, rotation_embeddings
+
+    head = make_head(name, iteration=40) if name == "sphereface" else make_head(name)
+    with torch.no_grad():
+        head.weight.copy_(basis_weight(5, 6))
+    theta = torch.linspace(0.0, math.pi, 50, dtype=torch.float64)
+    out = head.train()(rotation_embeddings(theta, 6), torch.zeros(50, dtype=torch.long))[:, 0]
+    # the training call advanced SphereFace to iteration 41; target_logit uses the same lambda
+    torch.testing.assert_close(head.target_logit(torch.cos(theta)), out)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from heads_cases import HEAD_FACTORIES, MARGIN_KINDS, make_head
+from heads_cases import (
+    HEAD_FACTORIES,
+    MARGIN_KINDS,
+    make_head,
+    single_thread,  # noqa: F401  (autouse fixture)
+)
 from torch import nn
 from torch.func import functional_call
 

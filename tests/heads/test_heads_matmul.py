@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from heads_cases import single_thread  # noqa: F401  (autouse fixture)
 
 from marginface.heads.matmul import precision_linear
 

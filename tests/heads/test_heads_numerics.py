@@ -8,7 +8,12 @@ import math
 
 import pytest
 import torch
-from heads_cases import HEAD_FACTORIES, basis_weight, rotation_embeddings
+from heads_cases import (
+    HEAD_FACTORIES,
+    basis_weight,
+    rotation_embeddings,
+    single_thread,  # noqa: F401  (autouse fixture)
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

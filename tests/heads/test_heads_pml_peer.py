@@ -16,6 +16,7 @@ import math
 
 import pytest
 import torch
+from heads_cases import single_thread  # noqa: F401  (autouse fixture)
 
 pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
 
