@@ -96,6 +96,18 @@ def _logits_into(out: Tensor, xm: Tensor, wb: Tensor, col: Tensor | None,
     return torch.addcmul(addend, out, col, out=out)
 
 
+def _fp16_scale(g: Tensor, xm: Tensor, wb: Tensor) -> float:
+    """Power of two that keeps both float16 gradient products below 2^14 (max 65504).
+
+    The products' entries are bounded by the largest column / row L1 norm of ``g`` times the
+    largest ``|xm|`` / ``|w|``; exact margin gradients near theta = 0 or pi make them large.
+    """
+    a = g.abs()
+    bound = max(float(a.sum(0).amax()) * float(xm.abs().amax()),
+                float(a.sum(1).amax()) * float(wb.abs().amax()), 2.0**-100)
+    return 2.0 ** min(max(math.floor(14.0 - math.log2(bound)), -60), 60)
+
+
 def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tensor | None,
                 tgt_local: Tensor, tgt_logit: Tensor, block: int, shift: Tensor | None,
                 compute_dtype: torch.dtype) -> Tensor:
@@ -185,9 +197,12 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
         if inv is not None:
             g.mul_(inv)  # dL/dz * 1/|w_j|: both products then use the raw rows
         if low:
-            gm = g.to(xm.dtype)
-            grad_xm += torch.mm(gm, wb).to(compute_dtype)
+            scale = _fp16_scale(g, xm, wb) if xm.dtype == torch.float16 else 1.0
+            gm = (g * scale if scale != 1.0 else g).to(xm.dtype)
+            grad_xm.add_(torch.mm(gm, wb).to(compute_dtype), alpha=1.0 / scale)
             gw.copy_(torch.mm(gm.t(), xm))  # g_hat / |w|
+            if scale != 1.0:
+                gw.mul_(1.0 / scale)
         else:
             grad_xm.addmm_(g, wb)
             torch.mm(g.t(), xm, out=gw)  # g_hat / |w|
