@@ -36,16 +36,19 @@ def _child_gemm(batch: int, dim: int) -> dict:
     import torch
 
     out = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a = torch.randn(batch, dim).to(dtype)
-        w = torch.randn(65536, dim).to(dtype)
-        torch.mm(a, w.t())
-        best = float("inf")
-        for _ in range(5):
-            t = time.perf_counter()
+    # The classifier's shape (65536 classes) sets the floor; the fused path's block shape
+    # (8192 classes at B = 512) is reported beside it, as GEMM speed depends on the shape.
+    for cols, suffix in ((65536, ""), (8192, "_block8192")):
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            a = torch.randn(batch, dim).to(dtype)
+            w = torch.randn(cols, dim).to(dtype)
             torch.mm(a, w.t())
-            best = min(best, time.perf_counter() - t)
-        out[f"gflops_{name}"] = 2 * batch * dim * 65536 / best / 1e9
+            best = float("inf")
+            for _ in range(5 if cols == 65536 else 20):
+                t = time.perf_counter()
+                torch.mm(a, w.t())
+                best = min(best, time.perf_counter() - t)
+            out[f"gflops_{name}{suffix}"] = 2 * batch * dim * cols / best / 1e9
     return out
 
 
@@ -108,7 +111,8 @@ def _available_gb() -> float:
 
 # GB of free memory a 1M-class step needs (scaled linearly with C): the unfused paths hold
 # several (B, C) float32 tensors besides W, normalised W and their gradients.
-NEED_GB_PER_MILLION = {"fused_fp32": 5.0, "fused_bf16": 5.0, "unfused": 15.0, "pml": 17.0}
+# Measured at C = 100k: 1.43 GB (unfused) and 1.54 GB (pml) with a 0.25 GB baseline.
+NEED_GB_PER_MILLION = {"fused_fp32": 5.0, "fused_bf16": 5.0, "unfused": 13.0, "pml": 14.5}
 
 
 def run(classes_list: list[int], batch: int, dim: int, warmup: int, steps: int,
