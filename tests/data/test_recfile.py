@@ -1,4 +1,4 @@
-"""insightface .rec/.idx: folder -> pack -> streaming reader, layouts, DataLoader workers, errors."""
+"""insightface .rec/.idx: folder -> pack -> streaming reader, DataLoader workers, errors."""
 
 from __future__ import annotations
 

@@ -66,8 +66,17 @@ def test_report_to_dict_is_json():
     scores = np.linspace(0, 1, 100)
     report = verify_scores(scores, same, skipped=3)
     data = json.loads(json.dumps(report.to_dict()))
-    for key in ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far", "threshold",
-                "pairs", "skipped", "threshold_at_far"):
+    for key in (
+        "accuracy_mean",
+        "accuracy_std",
+        "auc",
+        "eer",
+        "tar_at_far",
+        "threshold",
+        "pairs",
+        "skipped",
+        "threshold_at_far",
+    ):
         assert key in data
     assert set(data["tar_at_far"]) == {"0.1", "0.01"} or "0.001" in data["tar_at_far"]
     assert data["skipped"] == 3

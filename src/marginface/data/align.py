@@ -169,5 +169,11 @@ def load_aligned(
     known = _known_template_of(image.size)
     if known is not None:
         matrix = similarity_transform(TEMPLATES[known][0], points)
+        shift = np.round(matrix[:, 2])
+        if np.allclose(matrix, np.c_[np.eye(2), shift], atol=1e-6):
+            # an integer shift (ArcFace <-> SphereFace): an exact crop, no resampling
+            left, top = -int(shift[0]), -int(shift[1])
+            box = (left, top, left + size_hw[1], top + size_hw[0])
+            return image.crop(box), "template"
         return warp_affine(image, matrix, size_hw), "template"
     return center_crop(image, size_hw), "center"

@@ -33,7 +33,10 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Per-channel ``(x - mean) / std`` on 0..255 pixels, channel order, alignment template."""
+    """Per-channel ``(x - mean) / std`` on 0..255 pixels, channel order, alignment template.
+
+    ``template`` is "" when the model names none (then inputs must already have its size).
+    """
 
     mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
     std: tuple[float, float, float] = (128.0, 128.0, 128.0)
@@ -48,7 +51,7 @@ class Preprocessing:
 
     @classmethod
     def from_config(cls, config: Any) -> Preprocessing:
-        """Build from a model config's ``preprocessing`` (dataclass, mapping or Preprocessing)."""
+        """From a model config's ``preprocessing`` (marginface.models' dataclass or a mapping)."""
         if isinstance(config, Preprocessing):
             return config
         get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
@@ -57,11 +60,12 @@ class Preprocessing:
             values = [float(v) for v in np.broadcast_to(np.asarray(value, dtype=float), (3,))]
             return (values[0], values[1], values[2])
 
+        template = get("alignment_template", None) or get("template", None)
         return cls(
             mean=triple(get("mean", 127.5)),
             std=triple(get("std", 128.0)),
             channel_order=str(get("channel_order", "RGB")).upper(),
-            template=str(get("template", get("alignment", "arcface_112x112"))),
+            template=str(template) if template else "",
         )
 
 

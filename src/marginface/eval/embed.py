@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from marginface.data.align import load_aligned, template_size
+from marginface.data.align import TEMPLATES, load_aligned, template_size
 from marginface.data.pairs import ImageItem
 from marginface.data.transforms import DECODE_ERRORS, Preprocessing, to_tensor
 
@@ -33,13 +33,22 @@ def model_preprocessing(model: Any) -> tuple[Preprocessing, str, tuple[int, int]
     if config is None or getattr(config, "preprocessing", None) is None:
         raise ValueError("model has no config.preprocessing: load it with marginface.models")
     preprocessing = Preprocessing.from_config(config.preprocessing)
-    size = tuple(int(v) for v in config.input_size)
-    if template_size(preprocessing.template) != size:
+    size = (int(config.input_size[0]), int(config.input_size[1]))
+    template = preprocessing.template
+    if not template:
+        known = [name for name, (_, hw) in TEMPLATES.items() if hw == size]
+        if not known:
+            raise ValueError(
+                f"model input_size {size} has no alignment template: faces cannot be aligned "
+                f"for it (templates: {', '.join(f'{k} {v[1]}' for k, v in TEMPLATES.items())})"
+            )
+        template = known[0]
+    if template_size(template) != size:
         raise ValueError(
             f"model input_size {size} does not match its alignment template "
-            f"{preprocessing.template!r} ({template_size(preprocessing.template)})"
+            f"{template!r} ({template_size(template)})"
         )
-    return preprocessing, preprocessing.template, (size[0], size[1])
+    return preprocessing, template, size
 
 
 class FaceImages(Dataset):
