@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.eval.engines import ENGINES
 from marginface.eval.run import run_evaluation
 
 
@@ -42,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader decode/align workers")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--engine",
+        choices=list(ENGINES),
+        default="torch",
+        help="inference path: torch (BN folded, channels_last), bf16, onnxruntime, eager",
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=_run)
 
@@ -59,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         threads=args.threads,
         progress=not args.no_progress,
+        engine=args.engine,
     )
     print(report.summary())
     print(f"wrote {args.out}/report.json, scores.csv, roc.png")

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from marginface.data.align import TEMPLATES, load_aligned, template_size
 from marginface.data.pairs import ImageItem
 from marginface.data.transforms import DECODE_ERRORS, Preprocessing, to_tensor
+from marginface.eval.engines import make_forward
 
 __all__ = ["FaceImages", "EmbeddingResult", "model_preprocessing", "compute_embeddings"]
 
@@ -101,13 +102,18 @@ def compute_embeddings(
     progress: bool = True,
     skip_bad_images: bool = False,
     desc: str = "align+embed",
+    engine: str = "torch",
 ) -> EmbeddingResult:
-    """Embed every item (aligned from its landmarks, or taken as an aligned crop, or centred)."""
+    """Embed every item (aligned from its landmarks, or taken as an aligned crop, or centred).
+
+    ``engine`` picks the inference path (``marginface.eval.engines``: eager, torch, bf16,
+    onnxruntime); ``num_workers`` DataLoader processes decode and align.
+    """
     if flip not in FLIP_MODES:
         raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    preprocessing, template, _ = model_preprocessing(model)
+    preprocessing, template, size = model_preprocessing(model)
     dataset = FaceImages(items, preprocessing, template)
     loader = DataLoader(
         dataset,
@@ -122,6 +128,7 @@ def compute_embeddings(
         device = torch.device("cpu")
     was_training = model.training
     model.eval()
+    forward = make_forward(model, engine, input_size=size)
     chunks: list[np.ndarray] = []
     failed: dict[int, str] = {}
     methods = dict.fromkeys(METHODS, 0)
@@ -144,9 +151,9 @@ def compute_embeddings(
                         methods[METHODS[code]] += 1
                 images = images.to(device)
                 if flip is None:
-                    out = model(images).float()
+                    out = forward(images).float()
                 else:
-                    both = model(torch.cat([images, images.flip(3)])).float()
+                    both = forward(torch.cat([images, images.flip(3)])).float()
                     first, mirrored = both[: len(images)], both[len(images) :]
                     out = torch.cat([first, mirrored], 1) if flip == "concat" else first + mirrored
                 chunks.append(out.cpu().numpy())

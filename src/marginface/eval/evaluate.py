@@ -76,6 +76,7 @@ def evaluate_model(
     n_folds: int = 10,
     fars: tuple[float, ...] = (1e-1, 1e-2, 1e-3),
     details: dict[str, Any] | None = None,
+    engine: str = "torch",
 ) -> tuple[VerificationReport, np.ndarray]:
     """Embed the pair set's images with ``model`` and run the 10-fold protocol.
 
@@ -83,6 +84,7 @@ def evaluate_model(
     cannot be read are an error naming them, unless ``skip_bad_images``: then their pairs are left
     out and ``report.skipped`` counts them (with pairs already skipped while loading the set).
     ``details`` (a dict), when given, receives alignment counts and the failed images.
+    ``engine``: inference path (``marginface.eval.engines``); ``num_workers`` decode processes.
     """
     used = np.unique(pairs.pairs.ravel())
     items = [pairs.images[i] for i in used]
@@ -95,6 +97,7 @@ def evaluate_model(
         progress=progress,
         skip_bad_images=skip_bad_images,
         desc=f"embed {pairs.name}",
+        engine=engine,
     )
     remap = np.full(len(pairs.images), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))

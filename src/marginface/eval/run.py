@@ -41,6 +41,7 @@ def run_evaluation(
     num_workers: int = 2,
     threads: int | None = None,
     progress: bool = True,
+    engine: str = "torch",
 ) -> VerificationReport:
     """Evaluate ``model_file`` on ``pairs_spec`` and write report.json, scores.csv and roc.png."""
     start = time.perf_counter()
@@ -60,6 +61,7 @@ def run_evaluation(
         skip_bad_images=skip_bad_images,
         num_workers=num_workers,
         details=details,
+        engine=engine,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "scores.csv").open("w", newline="") as handle:
@@ -74,6 +76,7 @@ def run_evaluation(
         pairs_spec=str(pairs_spec),
         flip=flip,
         subtract_mean=subtract_mean,
+        engine=engine,
         alignment=details["alignment"],
         failed_images=details["failed_images"],
         missing_images=details["missing_images"],
