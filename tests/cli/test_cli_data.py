@@ -40,9 +40,19 @@ def test_align_folder_with_landmarks_and_fallback(tmp_path, capsys):
     points = template_points("arcface_112x112") * 1.2 + 5
     write_landmarks(tmp_path / "lm.txt", {"a/0.jpg": points, "b/0.jpg": points})
     code = main(
-        ["align", str(tmp_path / "raw"), "--out", str(tmp_path / "aligned"), "--landmarks",
-         str(tmp_path / "lm.txt"), "--template", "sphereface_112x96", "--no-progress",
-         "--workers", "0"]
+        [
+            "align",
+            str(tmp_path / "raw"),
+            "--out",
+            str(tmp_path / "aligned"),
+            "--landmarks",
+            str(tmp_path / "lm.txt"),
+            "--template",
+            "sphereface_112x96",
+            "--no-progress",
+            "--workers",
+            "0",
+        ]
     )
     assert code == 0
     out = capsys.readouterr().out
@@ -53,10 +63,21 @@ def test_align_folder_with_landmarks_and_fallback(tmp_path, capsys):
 
 def test_align_pairs_to_bin(tmp_path, capsys):
     _folder(tmp_path / "raw", {"a": 2, "b": 1}, size=(150, 150))
-    write_pairs_list(tmp_path / "pairs.txt", [("raw/a/0.jpg", "raw/a/1.jpg", True),
-                                              ("raw/a/0.jpg", "raw/b/0.jpg", False)])
-    code = main(["align", str(tmp_path / "pairs.txt"), "--out", str(tmp_path / "p.bin"),
-                 "--no-progress", "--workers", "0"])
+    write_pairs_list(
+        tmp_path / "pairs.txt",
+        [("raw/a/0.jpg", "raw/a/1.jpg", True), ("raw/a/0.jpg", "raw/b/0.jpg", False)],
+    )
+    code = main(
+        [
+            "align",
+            str(tmp_path / "pairs.txt"),
+            "--out",
+            str(tmp_path / "p.bin"),
+            "--no-progress",
+            "--workers",
+            "0",
+        ]
+    )
     assert code == 0
     assert "3 centre-cropped" in capsys.readouterr().out
     pairs = load_pairs(tmp_path / "p.bin")
