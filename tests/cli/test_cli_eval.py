@@ -40,7 +40,7 @@ def faces(tmp_path):
     for person in range(4):
         lines.append((f"faces/p{person}/0.png", f"faces/p{person}/1.png", True))
         lines.append((f"faces/p{person}/0.png", f"faces/p{(person + 1) % 4}/1.png", False))
-    lines += lines[:4]  # 12 pairs, enough for 10 folds
+    lines = lines * 3  # 24 pairs, enough for 10 folds also after skipping
     write_pairs_list(tmp_path / "pairs.txt", lines)
     return tmp_path
 
@@ -74,10 +74,10 @@ def test_evaluate_writes_report_scores_roc(model_file, faces, capsys):
         "skipped",
     ):
         assert key in report
-    assert report["pairs"] == 12 and report["skipped"] == 0
+    assert report["pairs"] == 24 and report["skipped"] == 0
     assert set(report["tar_at_far"]) >= {"0.1", "0.01", "0.001"}
     rows = list(csv.DictReader((out / "scores.csv").open()))
-    assert len(rows) == 12 and list(rows[0]) == ["fold", "same", "score"]
+    assert len(rows) == 24 and list(rows[0]) == ["fold", "same", "score"]
     assert [r["same"] for r in rows[:2]] == ["1", "0"]
     assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -99,7 +99,8 @@ def test_evaluate_bad_input_is_one_line_error(model_file, faces, capsys):
     assert "p1/1.png" in capsys.readouterr().err
     assert main(args + ["--skip-bad-images"]) == 0
     report = json.loads((faces / "e" / "report.json").read_text())
-    assert report["skipped"] == 4 and report["pairs"] == 8
+    # p1/1.png is in (p1_0, p1_1) and (p0_0, p1_1), each listed 3 times
+    assert report["skipped"] == 6 and report["pairs"] == 18
     (faces / "bad.txt").write_text("faces/p0/0.png faces/p0/1.png 2\n")
     assert (
         main(
