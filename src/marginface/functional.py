@@ -43,6 +43,7 @@ __all__ = [
     "arcface_logits",
     "combined_margin_logits",
     "sphereface_lambda",
+    "sphereface_apply_margin",
     "sphereface_logits",
 ]
 
@@ -123,7 +124,7 @@ def margin_target(
 
 
 def cosine_similarity_matrix(embeddings: Tensor, weight: Tensor) -> Tensor:
-    """``cos(theta)`` of shape (batch, num_classes): both embeddings and class rows L2-normalised."""
+    """``cos(theta)``, (batch, num_classes): embeddings and class rows L2-normalised."""
     return F.linear(F.normalize(embeddings, dim=1), F.normalize(weight, dim=1))
 
 
@@ -137,7 +138,7 @@ def apply_margin(
     m3: float = 0.0,
     detach_margin: bool = False,
 ) -> Tensor:
-    """Scaled logits from a cosine matrix: margin on each row's target entry, ``s*cos`` elsewhere."""
+    """Scaled logits from a cosine matrix: margin on each target entry, ``s*cos`` elsewhere."""
     check_positive("scale", scale)
     check_labels(labels, cos.shape[1], cos.shape[0])
     cos = cos.to(_compute_dtype(cos))
@@ -206,17 +207,40 @@ def sphereface_lambda(iteration: int, *, base: float = 1000.0, gamma: float = 0.
     return max(base * (1.0 + gamma * iteration) ** (-power), lambda_min)
 
 
+def _check_sphereface(m: int, lambda_: float) -> None:
+    if not (isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 4):
+        raise ValueError(f"m must be an integer in 1..4, got {m!r}")
+    if not (isinstance(lambda_, (int, float)) and math.isfinite(lambda_) and lambda_ >= 0):
+        raise ValueError(f"lambda_ must be a finite number >= 0, got {lambda_!r}")
+
+
+def sphereface_apply_margin(cos: Tensor, norms: Tensor, labels: Tensor, *, m: int = 4,
+                            lambda_: float = 0.0, detach_margin: bool = False) -> Tensor:
+    """A-Softmax logits from a cosine matrix and the feature norms ``|x|`` of shape (batch, 1).
+
+    Target ``|x| * (lambda*cos(theta_y) + psi(m*theta_y)) / (1 + lambda)``, others
+    ``|x| * cos(theta_j)``; computed in float32 (float64 for float64 input).
+    """
+    _check_sphereface(m, lambda_)
+    check_labels(labels, cos.shape[1], cos.shape[0])
+    # Under autocast the cosine matrix may arrive in bf16/fp16: promote before gather/scatter.
+    dtype = torch.promote_types(_compute_dtype(cos), _compute_dtype(norms))
+    cos = cos.to(dtype)
+    index = labels.long().unsqueeze(1)
+    cos_y = cos.gather(1, index)
+    psi_y = margin_target(cos_y, float(m), detach_margin=detach_margin)
+    target = (lambda_ * cos_y + psi_y) / (1.0 + lambda_)
+    return cos.scatter(1, index, target) * norms.to(dtype)
+
+
 def sphereface_logits(embeddings: Tensor, weight: Tensor, labels: Tensor | None, *,
-                      m: int = 4, lambda_: float = 0.0) -> Tensor:
+                      m: int = 4, lambda_: float = 0.0, detach_margin: bool = False) -> Tensor:
     """A-Softmax (Liu et al., 2017): features not normalised, class rows normalised.
 
     Target ``|x| * (lambda*cos(theta_y) + psi(m*theta_y)) / (1 + lambda)``, others
     ``|x| * cos(theta_j)``.
     """
-    if not (isinstance(m, int) and 1 <= m <= 4):
-        raise ValueError(f"m must be an integer in 1..4, got {m!r}")
-    if not (math.isfinite(lambda_) and lambda_ >= 0):
-        raise ValueError(f"lambda_ must be a finite number >= 0, got {lambda_!r}")
+    _check_sphereface(m, lambda_)
     if weight.dim() != 2:
         raise ValueError(f"weight must be (num_classes, embedding_dim), got {tuple(weight.shape)}")
     check_embeddings(embeddings, weight.shape[1])
@@ -226,9 +250,6 @@ def sphereface_logits(embeddings: Tensor, weight: Tensor, labels: Tensor | None,
     cos = F.linear(x / norm.clamp_min(torch.finfo(dtype).tiny),
                    F.normalize(weight.to(dtype), dim=1))
     if labels is None:
-        return cos * norm
-    check_labels(labels, weight.shape[0], embeddings.shape[0])
-    index = labels.long().unsqueeze(1)
-    cos_y = cos.gather(1, index)
-    target = (lambda_ * cos_y + margin_target(cos_y, float(m))) / (1.0 + lambda_)
-    return cos.scatter(1, index, target) * norm
+        return cos.to(dtype) * norm
+    return sphereface_apply_margin(cos, norm, labels, m=m, lambda_=lambda_,
+                                   detach_margin=detach_margin)

@@ -62,3 +62,18 @@ def check_labels(labels: Tensor, num_classes: int, batch_size: int | None = None
         raise ValueError(
             f"labels[{index}] = {int(labels[index])} is outside [0, num_classes={num_classes})"
         )
+
+
+def check_positive_int(name: str, value: int) -> int:
+    """A Python integer >= 1 (bool is refused: ``True`` is not a size)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_non_negative(name: str, value: float) -> float:
+    if isinstance(value, bool) or not (
+        isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 # Module names under marginface.cli; each contributes one or more subcommands.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("align", "embed", "evaluate", "pack", "verify")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("export", "align", "embed", "evaluate", "pack", "verify")
 
 
 def build_parser() -> argparse.ArgumentParser:

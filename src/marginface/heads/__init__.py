@@ -1,1 +1,31 @@
-"""marginface.heads."""
+"""Classifier heads: plain softmax and the margin-softmax family, as ``nn.Module``s.
+
+Every head owns ``weight`` (num_classes, embedding_dim), returns logits from
+``forward(embeddings, labels=None)`` (margin only in training mode with labels) and gives the mean
+cross-entropy from ``loss(embeddings, labels)``. See docs/heads.md.
+"""
+
+from marginface.heads.base import MATMUL_DTYPES, Head
+from marginface.heads.margin import (
+    AMSoftmax,
+    ArcFace,
+    CombinedMargin,
+    CosFace,
+    MarginHead,
+    NormFace,
+)
+from marginface.heads.softmax import Softmax
+from marginface.heads.sphereface import SphereFace
+
+__all__ = [
+    "Head",
+    "MarginHead",
+    "MATMUL_DTYPES",
+    "Softmax",
+    "NormFace",
+    "CosFace",
+    "AMSoftmax",
+    "ArcFace",
+    "CombinedMargin",
+    "SphereFace",
+]

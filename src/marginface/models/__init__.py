@@ -1,1 +1,34 @@
-"""marginface.models."""
+"""marginface.models: face backbones behind one registry, their profile, weight import,
+safetensors files, ONNX export and a fast inference path.
+
+>>> model = create_model("mobilefacenet", input_size=(112, 96))  # doctest: +SKIP
+"""
+
+from marginface.models.config import ModelConfig, Preprocessing, default_preprocessing
+from marginface.models.export import export_model, export_onnx
+from marginface.models.import_weights import ImportReport, ImportRow, import_state_dict
+from marginface.models.inference import Embedder, prepare_for_inference
+from marginface.models.io import load_model, read_config, save_model
+from marginface.models.profiling import count_madds, count_parameters, profile
+from marginface.models.registry import create_model, list_models
+
+__all__ = [
+    "Embedder",
+    "ImportReport",
+    "ImportRow",
+    "ModelConfig",
+    "Preprocessing",
+    "count_madds",
+    "count_parameters",
+    "create_model",
+    "default_preprocessing",
+    "export_model",
+    "export_onnx",
+    "import_state_dict",
+    "list_models",
+    "load_model",
+    "prepare_for_inference",
+    "profile",
+    "read_config",
+    "save_model",
+]

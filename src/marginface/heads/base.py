@@ -1,0 +1,142 @@
+"""The classifier-head base class: class weights, input checks, precision policy, the loss.
+
+Every head owns ``weight`` of shape (num_classes, embedding_dim) and returns logits from
+``forward(embeddings, labels=None)``. The margin is applied only when labels are given and the
+module is training; ``loss(embeddings, labels)`` always applies it and returns the mean
+cross-entropy.
+
+Precision. Whatever the ambient autocast, the (batch, num_classes) matrix product runs in
+``matmul_dtype`` (float32 by default; bfloat16/float16 for speed) with autocast switched off for
+that product, and everything after it (margin maths, logits) is float32. Float64 modules or
+inputs compute in float64 throughout, so gradcheck sees the exact maths.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from marginface.heads.matmul import precision_linear
+from marginface.validation import check_embeddings, check_labels, check_positive_int
+
+__all__ = ["Head", "MATMUL_DTYPES"]
+
+MATMUL_DTYPES: tuple[torch.dtype, ...] = (
+    torch.float32,
+    torch.bfloat16,
+    torch.float16,
+    torch.float64,
+)
+
+
+class Head(nn.Module):
+    """Base class of the classifier heads (not used directly).
+
+    Subclasses implement ``_logits(embeddings, labels)``: margin logits when ``labels`` is a
+    tensor, plain logits when it is None. ``block_size`` and ``matmul_dtype`` are the knobs of the
+    blockwise loss; ``block_size=None`` means one block (the whole class dimension).
+    """
+
+    weight: Tensor
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        *,
+        block_size: int | None = None,
+        matmul_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.block_size = None if block_size is None else check_positive_int(
+            "block_size", block_size
+        )
+        if matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(
+                f"matmul_dtype must be one of {[str(d) for d in MATMUL_DTYPES]}, "
+                f"got {matmul_dtype!r}"
+            )
+        self.matmul_dtype = matmul_dtype
+        self.weight = nn.Parameter(torch.empty(self.num_classes, self.embedding_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # insightface initialises its FC/margin weights from N(0, 0.01).
+        nn.init.normal_(self.weight, std=0.01)
+
+    # ------------------------------------------------------------------ precision helpers
+    def compute_dtype(self, embeddings: Tensor) -> torch.dtype:
+        """float64 if the embeddings or the weight are float64, else float32."""
+        if torch.float64 in (embeddings.dtype, self.weight.dtype):
+            return torch.float64
+        return torch.float32
+
+    def _linear(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
+        """``x @ w.T (+ bias)`` with the product in ``matmul_dtype``, result in x's dtype."""
+        return precision_linear(x, w, bias, self.matmul_dtype)
+
+    def cosine(self, embeddings: Tensor) -> Tensor:
+        """``cos(theta)`` (batch, num_classes): both sides L2-normalised in the compute dtype."""
+        dtype = self.compute_dtype(embeddings)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            x = F.normalize(embeddings.to(dtype), dim=1)
+            w = F.normalize(self.weight.to(dtype), dim=1)
+        return self._linear(x, w)
+
+    # ------------------------------------------------------------------ the public surface
+    def _check(self, embeddings: Tensor, labels: Tensor | None) -> None:
+        check_embeddings(embeddings, self.embedding_dim)
+        if labels is not None:
+            check_labels(labels, self.num_classes, embeddings.shape[0])
+
+    def _training_step(self) -> None:
+        """Hook run once per training-mode forward/loss with labels (schedules, e.g. SphereFace)."""
+
+    def _logits(self, embeddings: Tensor, labels: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, embeddings: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Logits (batch, num_classes), float32 (float64 for float64 input).
+
+        The margin is applied when ``labels`` is given and the module is training; otherwise the
+        plain logits (what verification and eval-mode classification use).
+        """
+        self._check(embeddings, labels)
+        if labels is not None and self.training:
+            self._training_step()
+            return self._logits(embeddings, labels)
+        return self._logits(embeddings, None)
+
+    def _prepare_loss(self, embeddings: Tensor, labels: Tensor) -> None:
+        if labels is None:
+            raise ValueError("labels are required for the loss, got None")
+        self._check(embeddings, labels)
+        if embeddings.shape[0] == 0:
+            raise ValueError("embeddings has 0 rows: the mean loss of an empty batch is undefined")
+        if self.training:
+            self._training_step()
+
+    def loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Mean cross-entropy of the margin logits (the margin applies in train and eval mode)."""
+        self._prepare_loss(embeddings, labels)
+        # The one line a blockwise fused kernel replaces; it must compute the same value.
+        return self._unfused_cross_entropy(embeddings, labels)
+
+    def unfused_loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Reference path of ``loss``: full logits, then ``F.cross_entropy`` (mean)."""
+        self._prepare_loss(embeddings, labels)
+        return self._unfused_cross_entropy(embeddings, labels)
+
+    def _unfused_cross_entropy(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        return F.cross_entropy(self._logits(embeddings, labels), labels.long())
+
+    def extra_repr(self) -> str:
+        text = f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}"
+        if self.block_size is not None:
+            text += f", block_size={self.block_size}"
+        if self.matmul_dtype != torch.float32:
+            text += f", matmul_dtype={self.matmul_dtype}"
+        return text

@@ -1,0 +1,60 @@
+"""Export a model to ONNX with a dynamic batch axis.
+
+Input ``images`` (N, 3, H, W) float32 preprocessed faces; output ``embeddings`` (N, D). The
+model's config (preprocessing included) is written into the ONNX metadata_props as JSON under
+``marginface.model_config`` so the exported file is self-describing too.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from marginface.models.config import ModelConfig
+from marginface.models.io import METADATA_KEY, load_model
+
+EXPORT_FORMATS = ("onnx",)
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17) -> Path:
+    """Write ``model`` (evaluated in eval mode, float32, on CPU) as ONNX to ``path``."""
+    import onnx  # optional dependency (extra "onnx")
+
+    config = getattr(model, "config", None)
+    if not isinstance(config, ModelConfig):
+        raise ValueError("model has no ModelConfig 'config' attribute; build it with create_model")
+    module = copy.deepcopy(model).float().cpu().eval()
+    height, width = config.input_size
+    example = torch.zeros(2, 3, height, width)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter warns that it is legacy; it needs no onnxscript.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=["images"],
+            output_names=["embeddings"],
+            dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(config.to_dict())
+    onnx.save(proto, str(path))
+    return path
+
+
+def export_model(model_file: str | Path, output: str | Path, *, format: str = "onnx") -> Path:
+    """Export the safetensors model file ``model_file`` to ``output`` in ``format``."""
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
+    return export_onnx(load_model(model_file), output)

@@ -1,0 +1,97 @@
+"""Save and load a model as one safetensors file with its config in the file's metadata.
+
+The metadata key ``marginface.model_config`` holds the JSON of :class:`ModelConfig` (name,
+input size, embedding size, options, preprocessing), so the file alone rebuilds the model and
+says how to feed it faces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from marginface.models.config import ModelConfig, Preprocessing
+from marginface.models.registry import create_model
+
+METADATA_KEY = "marginface.model_config"
+FORMAT_KEY = "marginface.format"
+FORMAT_VERSION = "1"
+_PREPROCESSING_FIELDS = {f.name for f in dataclasses.fields(Preprocessing)}
+
+
+def _config_of(model: nn.Module) -> ModelConfig:
+    config = getattr(model, "config", None)
+    if not isinstance(config, ModelConfig):
+        raise ValueError("model has no ModelConfig 'config' attribute; build it with create_model")
+    return config
+
+
+def save_model(model: nn.Module, path: str | Path, **overrides: Any) -> ModelConfig:
+    """Write ``model``'s weights and config to ``path`` (safetensors); returns the saved config.
+
+    ``overrides`` replace preprocessing fields (``mean``, ``std``, ``channel_order``,
+    ``alignment_template``) for this file, e.g. ``save_model(m, p, std=(128.0,) * 3)``.
+    """
+    config = _config_of(model)
+    unknown = set(overrides) - _PREPROCESSING_FIELDS
+    if unknown:
+        raise ValueError(
+            f"unknown save_model override(s) {sorted(unknown)}; accepted: "
+            f"{sorted(_PREPROCESSING_FIELDS)}"
+        )
+    if overrides:
+        preprocessing = dataclasses.replace(config.preprocessing, **overrides)
+        config = dataclasses.replace(config, preprocessing=preprocessing)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {METADATA_KEY: json.dumps(config.to_dict()), FORMAT_KEY: FORMAT_VERSION}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=metadata)
+    return config
+
+
+def read_config(path: str | Path) -> ModelConfig:
+    """The :class:`ModelConfig` stored in a model file, without loading the weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as error:  # safetensors raises its own error types for non-files
+        raise ValueError(f"{path} is not a safetensors file: {error}") from error
+    if METADATA_KEY not in metadata:
+        raise ValueError(f"{path} has no '{METADATA_KEY}' metadata; not a marginface model file")
+    return ModelConfig.from_dict(json.loads(metadata[METADATA_KEY]))
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """Rebuild the model saved by :func:`save_model` (in eval mode) with its stored config."""
+    path = Path(path)
+    config = read_config(path)
+    model = create_model(
+        config.name,
+        input_size=config.input_size,
+        embedding_dim=config.embedding_dim,
+        **config.options,
+    )
+    state = {}
+    with safe_open(str(path), framework="pt") as handle:
+        for key in handle.keys():
+            state[key] = handle.get_tensor(key)
+    missing = set(model.state_dict()) - set(state)
+    unexpected = set(state) - set(model.state_dict())
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: weights do not match model {config.name!r}: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
+        )
+    model.load_state_dict(state, strict=True)
+    model.config = config
+    return model.eval()
