@@ -69,7 +69,8 @@ def run_evaluation(
         writer.writerow(["fold", "same", "score"])
         for fold, same, score in zip(details["folds"], details["issame"], scores, strict=True):
             writer.writerow([int(fold), int(same), f"{float(score):.6f}"])
-    plot_roc(scores, details["issame"], out_dir / "roc.png", title=f"ROC {pairs.name}")
+    title = f"{Path(pairs.name).name}: acc {100 * report.accuracy_mean:.2f}%, AUC {report.auc:.4f}"
+    plot_roc(scores, details["issame"], out_dir / "roc.png", title=title)
     payload = report.to_dict()
     payload.update(
         model_file=str(model_file),
