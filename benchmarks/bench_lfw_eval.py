@@ -104,6 +104,7 @@ def main() -> None:
                 engine=engine,
                 progress=False,
                 num_workers=args.workers,
+                subtract_mean=True,
             )
             seconds = time.perf_counter() - start
             results["evaluate"][engine] = {

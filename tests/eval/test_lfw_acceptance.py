@@ -45,6 +45,7 @@ def test_mobilefacenet_casia_lfw_accuracy(shared_dir, tmp_path, capsys):
             str(out),
             "--engine",
             ENGINE,
+            "--subtract-mean",
             "--no-progress",
         ]
     )
@@ -58,7 +59,7 @@ def test_mobilefacenet_casia_lfw_accuracy(shared_dir, tmp_path, capsys):
             f"TAR@FAR=1e-3 {report['tar_at_far']['0.001']:.4f}, {seconds:.1f} s "
             f"(engine {ENGINE}, {torch.get_num_threads()} threads)"
         )
-    assert report["pairs"] == 6000 and report["skipped"] == 0
+    assert report["pairs"] == 6000 and report["skipped"] == 0 and report["subtract_mean"]
     assert report["alignment"] == {"landmarks": 7701, "template": 0, "center": 0}
     assert report["accuracy_mean"] >= 0.990
     rows = list(csv.DictReader((out / "scores.csv").open()))
