@@ -5,7 +5,7 @@ plus its parts (decode+align alone, forward alone), with the accuracy each run r
 
 Needs ../shared (LFW and the mobilefacenet-casia checkpoint). The machine's load average is
 recorded beside the figures: this 2-core machine is shared, and timings scale with it.
-Writes benchmarks/results/lfw_eval.json.
+Appends a run to benchmarks/results/lfw_eval.json.
 """
 
 from __future__ import annotations
@@ -117,7 +117,11 @@ def main() -> None:
             print(f"evaluate {engine:12s}: {seconds:6.1f} s, {report.summary()}")
         results["load_after"] = os.getloadavg()[0]
     out = ROOT / "benchmarks" / "results" / "lfw_eval.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    # every run is appended with its own load average: on a shared machine they differ
+    runs = json.loads(out.read_text()).get("runs", []) if out.is_file() else []
+    results["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    runs.append(results)
+    out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
     print(f"load average {results['load_before']:.1f} -> {results['load_after']:.1f}; wrote {out}")
 
 
