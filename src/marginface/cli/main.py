@@ -12,7 +12,15 @@ import sys
 from collections.abc import Sequence
 
 # Module names under marginface.cli; each contributes one or more subcommands.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("export", "align", "embed", "evaluate", "pack", "verify")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "export",
+    "caffe",
+    "align",
+    "embed",
+    "evaluate",
+    "pack",
+    "verify",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
