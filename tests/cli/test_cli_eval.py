@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import marginface.models as models
 from marginface.cli.main import main
 from marginface.data import write_pairs_list
 
 
 @pytest.fixture
 def model_file(tmp_path):
-    models = pytest.importorskip("marginface.models")
-    if not hasattr(models, "save_model"):
-        pytest.skip("marginface.models has no save_model yet")
     model = models.create_model("mobilefacenet", input_size=(112, 96), embedding_dim=32)
     path = tmp_path / "tiny.safetensors"
     models.save_model(model.eval(), path)
