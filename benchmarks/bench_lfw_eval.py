@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,13 @@ from marginface.eval.run import run_evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its reaped children (DataLoader workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def build_model_file(directory: Path) -> Path:
@@ -96,7 +104,7 @@ def main() -> None:
             print(f"forward {engine:12s}: {ms:6.2f} ms/image (batch 128)")
         results["evaluate"] = {}
         for engine in args.full:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), cpu_seconds()
             report = run_evaluation(
                 model_file,
                 f"lfw:{SHARED / 'data' / 'lfw'}",
@@ -107,14 +115,20 @@ def main() -> None:
                 subtract_mean=True,
             )
             seconds = time.perf_counter() - start
+            cpu = cpu_seconds() - cpu_start
             results["evaluate"][engine] = {
                 "seconds": round(seconds, 1),
+                "cpu_seconds": round(cpu, 1),
+                "idle_2core_floor_seconds": round(cpu / 2, 1),
                 "accuracy_mean": report.accuracy_mean,
                 "accuracy_std": report.accuracy_std,
                 "auc": report.auc,
                 "tar_at_far_1e-3": report.tar_at_far.get(1e-3),
             }
-            print(f"evaluate {engine:12s}: {seconds:6.1f} s, {report.summary()}")
+            print(
+                f"evaluate {engine:12s}: {seconds:6.1f} s wall, {cpu:6.1f} s CPU, "
+                f"{report.summary()}"
+            )
         results["load_after"] = os.getloadavg()[0]
     out = ROOT / "benchmarks" / "results" / "lfw_eval.json"
     # every run is appended with its own load average: on a shared machine they differ
