@@ -156,13 +156,6 @@ def test_l1_regularization_and_unsupported_type():
         make_torch_optimizer(cfg, [([p], -1.0, 1.0)])
 
 
-def _prototxt_parser_available() -> bool:
-    try:
-        import marginface.caffe.prototxt  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
 
 SOLVERS = ["amsoftmax/face_solver.prototxt", "combined-margin/solver.prototxt",
            "mobilefacenet/solver.prototxt", "sphereface/sphereface_solver.prototxt"]
@@ -171,8 +164,6 @@ SOLVERS = ["amsoftmax/face_solver.prototxt", "combined-margin/solver.prototxt",
 @pytest.mark.shared
 @pytest.mark.parametrize("rel", SOLVERS)
 def test_real_solvers_parse(shared_dir, rel):
-    if not _prototxt_parser_available():
-        pytest.skip("the prototxt parser (marginface.caffe.prototxt) is not in this tree yet")
     cfg = SolverConfig.from_prototxt(shared_dir / "caffe" / rel)
     assert cfg.lr_policy == "multistep" and cfg.base_lr == 0.1 and cfg.gamma == 0.1
     assert cfg.momentum == 0.9 and len(cfg.stepvalue) == 3
@@ -186,8 +177,6 @@ def test_real_solvers_parse(shared_dir, rel):
 
 
 def test_from_prototxt_text_and_error():
-    if not _prototxt_parser_available():
-        pytest.skip("the prototxt parser (marginface.caffe.prototxt) is not in this tree yet")
     cfg = SolverConfig.from_prototxt('base_lr: 0.05\nlr_policy: "poly"\npower: 1\nmax_iter: 10\n')
     assert caffe_learning_rate(cfg, 5) == pytest.approx(0.025)
     with pytest.raises(ValueError, match="<solver text>: solver: unknown field 'foo'"):

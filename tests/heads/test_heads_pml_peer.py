@@ -15,10 +15,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import pytorch_metric_learning.losses as pml_losses  # noqa: E402  (dev extra: the peer is required)
 import torch
 from heads_cases import single_thread  # noqa: F401  (autouse fixture)
-
-pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
 
 from marginface.heads import ArcFace, CosFace, SphereFace  # noqa: E402
 

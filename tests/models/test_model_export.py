@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx  # noqa: E402  (dev extra)
+import onnxruntime as ort  # noqa: E402
 import pytest
 import torch
 
 from marginface.cli.main import main
 from marginface.models import create_model, export_onnx, save_model
 from marginface.models.io import METADATA_KEY
-
-ort = pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
 
 
 def _trained(name, **kwargs):

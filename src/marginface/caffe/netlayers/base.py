@@ -1,0 +1,92 @@
+"""Base class of the modules a Caffe net is built from, and prototxt field helpers.
+
+Every layer module takes its bottoms as positional tensors and returns a tuple of tops. Shapes
+are handled in two steps so parameters exist as early as possible: ``out_shapes`` maps bottom
+shapes to top shapes without running anything, and ``setup`` creates parameters once the bottom
+shapes are known (at construction when the net's input shapes are given, else at the first call).
+``caffe_blobs`` returns parameters and buffers in Caffe's blob order (the weight-file contract).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from marginface.caffe.prototxt import Message
+
+Shape = tuple[int, ...]
+
+__all__ = ["CaffeLayer", "Shape", "sub", "hw_pair", "canonical_axis"]
+
+
+class CaffeLayer(nn.Module):
+    """A Caffe layer as a module: ``forward(*bottoms) -> tuple[Tensor, ...]``."""
+
+    def __init__(self, name: str, type_name: str) -> None:
+        super().__init__()
+        self.caffe_name = name
+        self.caffe_type = type_name
+        self.ready = False
+
+    @property
+    def where(self) -> str:
+        return f"layer {self.caffe_name!r} ({self.caffe_type})"
+
+    def setup(self, shapes: Sequence[Shape]) -> None:
+        """Create parameters for these bottom shapes (default: none)."""
+
+    def out_shapes(self, shapes: Sequence[Shape]) -> list[Shape]:
+        """Top shapes for these bottom shapes (default: one top shaped like the first bottom)."""
+        return [tuple(shapes[0])]
+
+    def ensure_ready(self, shapes: Sequence[Shape]) -> None:
+        if not self.ready:
+            self.setup([tuple(s) for s in shapes])
+            self.ready = True
+
+    def caffe_blobs(self) -> list[Tensor]:
+        """Parameters and buffers in Caffe's blob order (empty for parameter-free layers)."""
+        return []
+
+    def extra_repr(self) -> str:
+        return f"name={self.caffe_name!r}"
+
+
+def sub(layer: Message, field: str) -> Message:
+    """The layer's ``field`` sub-message, or an empty one (all defaults)."""
+    value = layer.get(field)
+    if value is None:
+        return Message()
+    if not isinstance(value, Message):
+        raise ValueError(f"layer {layer.get('name')!r}: field {field!r} must be a message")
+    return value
+
+
+def hw_pair(param: Message, base: str, default: int | None, where: str) -> tuple[int, int]:
+    """Caffe's ``base`` (repeated, 1 or 2 values) or ``base_h``/``base_w`` as (h, w).
+
+    ``kernel_size`` has the ``kernel_h``/``kernel_w`` spelling; ``pad`` and ``stride`` likewise.
+    """
+    short = "kernel" if base == "kernel_size" else base
+    has_h, has_w = param.has(f"{short}_h"), param.has(f"{short}_w")
+    values = [int(v) for v in param.get_all(base)]
+    if has_h or has_w:
+        if values:
+            raise ValueError(f"{where}: give either {base} or {short}_h/{short}_w, not both")
+        if not (has_h and has_w):
+            raise ValueError(f"{where}: {short}_h and {short}_w must be given together")
+        return int(param.get(f"{short}_h")), int(param.get(f"{short}_w"))
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) == 2:
+        return values[0], values[1]
+    if not values and default is not None:
+        return default, default
+    raise ValueError(f"{where}: {base} needs 1 or 2 values for a 2-D layer, got {values}")
+
+
+def canonical_axis(axis: int, ndim: int, where: str) -> int:
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{where}: axis {axis} out of range for a {ndim}-D blob")
+    return axis % ndim
