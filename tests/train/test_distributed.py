@@ -76,8 +76,6 @@ def _losses(run_dir):
 
 
 def test_two_ranks_match_one_process(tmp_path):
-    pytest.importorskip("marginface.train.sharded_classifier",
-                        reason="awaits the fused branch (ShardedClassifier)")
     single = _build(tmp_path / "one")
     single.fit()
     # two ranks, interrupted after 3 steps and resumed in ONE process: the checkpoint holds the
