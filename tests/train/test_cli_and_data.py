@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import TinyCosFace, TinyNet
 from PIL import Image
+from train_helpers import TinyCosFace, TinyNet
 
 from marginface.cli.main import main
 from marginface.train.config import load_config

@@ -14,7 +14,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from helpers import TinyNet
+from train_helpers import TinyNet
 
 from marginface.train.checkpoint import load_checkpoint
 from marginface.train.config import load_config
