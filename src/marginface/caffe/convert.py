@@ -158,18 +158,33 @@ def _squeeze_trailing(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _fit_shapes(foreign: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
-    """Pair by order (BN counters aside); reshape trailing-1 differences and shared slopes."""
+    """Pair by order (BN counters aside), reshaping trailing-1 differences and shared slopes.
+
+    The first pair whose shapes do not fit, or the first unpaired tensor, is a ValueError naming
+    the Caffe layer.
+    """
     own = [(k, v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
     fitted: dict[str, Tensor] = {}
-    for (key, tensor), (_, target) in zip(foreign.items(), own, strict=False):
+    for n, ((key, tensor), (model_key, target)) in enumerate(zip(foreign.items(), own,
+                                                                 strict=False)):
         shape, want = tuple(tensor.shape), tuple(target.shape)
         if shape != want and _squeeze_trailing(shape) == _squeeze_trailing(want):
             tensor = tensor.reshape(want)
         elif key.endswith(":slope") and shape == (1,) and len(want) == 1:
             tensor = tensor.expand(want).clone()  # channel_shared PReLU slope
+        elif shape != want:
+            layer, role = key.split(":")
+            raise ValueError(f"Caffe layer {layer!r} ({role}, {key!r}) of shape {shape} does not "
+                             f"fit model tensor {model_key!r} of shape {want} (tensor {n + 1}; "
+                             "the Caffe net is not this model's architecture)")
         fitted[key] = tensor
-    for key, tensor in list(foreign.items())[len(fitted):]:
-        fitted[key] = tensor
+    if len(foreign) != len(own):
+        if len(foreign) > len(own):
+            extra = f"first Caffe tensor left over: {list(foreign)[len(own)]!r}"
+        else:
+            extra = f"first model tensor left over: {own[len(foreign)][0]!r}"
+        raise ValueError(f"the Caffe net has {len(foreign)} tensors, the model {len(own)} "
+                         f"(BatchNorm counters aside); {extra}")
     return fitted
 
 
