@@ -112,8 +112,7 @@ def test_structure_difference_beyond_weights_is_caught(caffe_dir, tmp_path, one_
     """Same blobs, different computation (an Eltwise PROD instead of SUM): the embedding check
     refuses the conversion."""
     text = (caffe_dir / SPHERE).read_text()
-    changed = text.replace('type: "Eltwise"', 'type: "Eltwise" eltwise_param { operation: PROD }',
-                           1)
+    changed = text.replace("operation: 1", "operation: PROD", 1)  # SUM (1) -> PROD
     assert changed != text
     weights = tmp_path / "w.caffemodel"
     _random_caffemodel(caffe_dir / SPHERE, weights)
