@@ -19,6 +19,7 @@ iterations (``train.checkpoint_interval`` when 0) and at the end, keeping
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
@@ -60,14 +61,18 @@ def train_caffe_from_config(net_path: str | Path, solver_path: str | Path, *,
     from marginface.train.config import Config, load_config, save_config
     from marginface.train.logging import RunLogger
 
-    cfg = config if isinstance(config, Config) else load_config(config, list(overrides))
-    if isinstance(config, Config) and overrides:
-        raise ValueError("overrides need a config path (or None), not a Config object")
     solver = load_solver(solver_path)
     iterations = solver.max_iter if max_steps is None else int(max_steps)
     if iterations <= 0:
         raise ValueError(f"max_steps must be > 0, got {iterations} (the solver's max_iter is "
                          f"{solver.max_iter})")
+    if isinstance(config, Config):
+        if overrides:
+            raise ValueError("overrides need a config path (or None), not a Config object")
+        cfg = config
+    else:  # the solver, not the config, says how long to train (recorded in config.yaml)
+        cfg = load_config(config, [f"train.max_steps={iterations}", "train.epochs=null",
+                                   *overrides])
     torch.manual_seed(cfg.seed)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -120,7 +125,9 @@ def train_caffe_from_config(net_path: str | Path, solver_path: str | Path, *,
             save(iteration, optimizer)
 
     try:
-        losses = train_caffe_net(net, solver, feed, max_iter=iterations,
+        # snapshots are the run's checkpoints (on_iteration), not train_caffe_net's own
+        losses = train_caffe_net(net, dataclasses.replace(solver, snapshot=0), feed,
+                                 max_iter=iterations,
                                  progress=cfg.train.progress, callback=on_iteration)
     finally:
         logger.close()
