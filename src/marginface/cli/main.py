@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 # Module names under marginface.cli; each contributes one or more subcommands.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("export", "caffe")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("export", "caffe", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
