@@ -145,3 +145,25 @@ def test_preprocessing_from_the_data_layer():
         preprocessing_from_data(DataLayerInfo(name="d", type="Data", tops=["data"],
                                               phase="TRAIN", mean_file="m.binaryproto"),
                                 "sphere20", (112, 96))
+
+
+@pytest.mark.shared
+def test_training_net_with_image_data_layer(caffe_dir, tmp_path, one_thread):
+    """The AM-Softmax train/test net: fc5 as the output (the classifier and loss are left out),
+    the preprocessing from its ImageData transform ((x - 128) * 0.0078125)."""
+    path = caffe_dir / "amsoftmax" / "face_train_test.prototxt"
+    net = load_net(path, "TEST", input_shapes={"data": (1, 3, 112, 96)})
+    weights = tmp_path / "am.caffemodel"
+    save_caffemodel(net, weights)
+    with pytest.raises(ValueError, match="shape of input 'data' is not in the prototxt"):
+        convert_caffe_model(path, weights, model_name="sphere20", output_blob="fc5")
+    model, report = convert_caffe_model(path, weights, model_name="sphere20",
+                                        input_size=(112, 96), output_blob="fc5")
+    assert report.max_abs_diff is not None and report.max_abs_diff <= 1e-5 * max(
+        report.max_abs_embedding, 1.0)
+    assert "fc6_l2" in report.skipped_layers and "softmax_loss" in report.skipped_layers
+    pre = model.config.preprocessing
+    assert (pre.mean, pre.std, pre.channel_order) == ((128.0,) * 3, (128.0,) * 3, "BGR")
+    with pytest.raises(ValueError, match="output_blob 'nope' is not a top"):
+        convert_caffe_model(path, weights, model_name="sphere20", input_size=(112, 96),
+                            output_blob="nope")

@@ -35,19 +35,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
+from marginface.caffe.convert_map import (
+    ancestors,
+    batchnorm_eps,
+    caffe_tensors,
+    fit_shapes,
+    forward_to,
+)
 from marginface.caffe.net import CaffeNet, load_net
 from marginface.caffe.netlayers.data import DataLayerInfo
 from marginface.models import ImportReport, Preprocessing, create_model, import_state_dict
 from marginface.models.config import default_preprocessing
 
 __all__ = ["ConversionReport", "caffe_tensors", "convert_caffe_model", "preprocessing_from_data"]
-
-_WEIGHTED = ("Convolution", "DepthwiseConvolution", "InnerProduct")
-_PARAMETER_FREE = ("ReLU", "Eltwise", "Pooling", "Flatten", "Dropout", "Split", "Concat",
-                   "Reshape", "Sigmoid", "TanH", "Softmax", "Normalize")
-
 
 @dataclass
 class ConversionReport:
@@ -79,115 +81,6 @@ class ConversionReport:
         return self.table()
 
 
-def _ancestors(net: CaffeNet, output_blob: str) -> list[int]:
-    """Indices of the layers ``output_blob`` depends on, in net order."""
-    needed = {output_blob}
-    keep: list[int] = []
-    for i in range(len(net.infos) - 1, -1, -1):
-        info = net.infos[i]
-        if needed & set(info.tops):
-            keep.append(i)
-            needed.update(info.bottoms)
-    return keep[::-1]
-
-
-def caffe_tensors(net: CaffeNet, output_blob: str) -> dict[str, Tensor]:
-    """The blobs feeding ``output_blob`` as PyTorch tensors in PyTorch's order.
-
-    Keys are ``"<caffe layer>:<role>"`` (weight, bias, running_mean, running_var, slope); see the
-    module docstring for the per-layer rules. Raises ValueError naming the first layer that has no
-    PyTorch counterpart.
-    """
-    order = _ancestors(net, output_blob)
-    out: dict[str, Tensor] = {}
-    consumed: set[int] = set()
-    for position, i in enumerate(order):
-        info, module = net.infos[i], net.layers[i]
-        where = f"layer {info.name!r} ({info.type}, line {info.line})"
-        blobs = [b.detach().float() for b in module.caffe_blobs()]
-        if i in consumed or not blobs:
-            if not blobs and info.type not in _PARAMETER_FREE:
-                raise ValueError(f"{where}: no marginface counterpart for this layer type")
-            continue
-        if info.type in _WEIGHTED:
-            weight = blobs[0]
-            if info.type == "InnerProduct":
-                inner = module.inner  # type: ignore[attr-defined]
-                if inner.normalize:
-                    raise ValueError(f"{where}: a normalised InnerProduct has no marginface "
-                                     "backbone counterpart")
-                if inner.transpose:
-                    weight = weight.t()
-            out[f"{info.name}:weight"] = weight
-            if len(blobs) > 1:
-                out[f"{info.name}:bias"] = blobs[1]
-        elif info.type == "BatchNorm":
-            mean, var, factor = blobs
-            f = float(factor.reshape(-1)[0])
-            inv = 0.0 if f == 0 else 1.0 / f
-            gamma, beta = torch.ones_like(mean), torch.zeros_like(mean)
-            following = order[position + 1] if position + 1 < len(order) else None
-            if following is not None and net.infos[following].type == "Scale" and \
-                    net.infos[following].bottoms == info.tops[:1]:
-                scale_blobs = [b.detach().float() for b in net.layers[following].caffe_blobs()]
-                gamma = scale_blobs[0].reshape(-1)
-                if len(scale_blobs) > 1:
-                    beta = scale_blobs[1].reshape(-1)
-                consumed.add(following)
-            out[f"{info.name}:weight"] = gamma
-            out[f"{info.name}:bias"] = beta
-            out[f"{info.name}:running_mean"] = mean * inv
-            out[f"{info.name}:running_var"] = var * inv
-        elif info.type == "PReLU":
-            out[f"{info.name}:slope"] = blobs[0]
-        else:
-            raise ValueError(f"{where}: no marginface counterpart for a {info.type} layer with "
-                             "weights here (a Scale must follow a BatchNorm)")
-    return out
-
-
-def _batchnorm_eps(net: CaffeNet, output_blob: str) -> list[tuple[str, float]]:
-    return [(net.infos[i].name, float(net.layers[i].eps))  # type: ignore[union-attr]
-            for i in _ancestors(net, output_blob) if net.infos[i].type == "BatchNorm"]
-
-
-def _squeeze_trailing(shape: tuple[int, ...]) -> tuple[int, ...]:
-    while len(shape) > 1 and shape[-1] == 1:
-        shape = shape[:-1]
-    return shape
-
-
-def _fit_shapes(foreign: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
-    """Pair by order (BN counters aside), reshaping trailing-1 differences and shared slopes.
-
-    The first pair whose shapes do not fit, or the first unpaired tensor, is a ValueError naming
-    the Caffe layer.
-    """
-    own = [(k, v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
-    fitted: dict[str, Tensor] = {}
-    for n, ((key, tensor), (model_key, target)) in enumerate(zip(foreign.items(), own,
-                                                                 strict=False)):
-        shape, want = tuple(tensor.shape), tuple(target.shape)
-        if shape != want and _squeeze_trailing(shape) == _squeeze_trailing(want):
-            tensor = tensor.reshape(want)
-        elif key.endswith(":slope") and shape == (1,) and len(want) == 1:
-            tensor = tensor.expand(want).clone()  # channel_shared PReLU slope
-        elif shape != want:
-            layer, role = key.split(":")
-            raise ValueError(f"Caffe layer {layer!r} ({role}, {key!r}) of shape {shape} does not "
-                             f"fit model tensor {model_key!r} of shape {want} (tensor {n + 1}; "
-                             "the Caffe net is not this model's architecture)")
-        fitted[key] = tensor
-    if len(foreign) != len(own):
-        if len(foreign) > len(own):
-            extra = f"first Caffe tensor left over: {list(foreign)[len(own)]!r}"
-        else:
-            extra = f"first model tensor left over: {own[len(foreign)][0]!r}"
-        raise ValueError(f"the Caffe net has {len(foreign)} tensors, the model {len(own)} "
-                         f"(BatchNorm counters aside); {extra}")
-    return fitted
-
-
 def preprocessing_from_data(data: DataLayerInfo, model_name: str, input_size: tuple[int, int],
                             channel_order: str = "BGR") -> Preprocessing:
     """Caffe's ``(pixel - mean_value) * scale`` as a :class:`Preprocessing` (std = 1/scale)."""
@@ -215,6 +108,9 @@ def _load_caffe(prototxt: str | Path, caffemodel: str | Path,
     if first is None:
         raise ValueError(f"{prototxt}: the net has no input blob")
     shapes = {}
+    if input_size is None and first not in probe.blob_shapes:
+        raise ValueError(f"{prototxt}: the shape of input {first!r} is not in the prototxt "
+                         "(a Data/ImageData layer); give input_size")
     if input_size is not None:
         channels = probe.blob_shapes.get(first, (1, 3))[1]
         shapes[first] = (1, channels, int(input_size[0]), int(input_size[1]))
@@ -247,7 +143,7 @@ def convert_caffe_model(prototxt: str | Path, caffemodel: str | Path, *, model_n
     if output is None or output not in known:
         raise ValueError(f"output_blob {output!r} is not a top of {prototxt} "
                          f"(tops: {sorted(known)[:10]}...)")
-    order = _ancestors(net, output)
+    order = ancestors(net, output)
     inputs = sorted({b for i in order for b in net.infos[i].bottoms} & set(net.input_names))
     if len(inputs) != 1:
         raise ValueError(f"output_blob {output!r} depends on inputs {inputs}; exactly one image "
@@ -265,11 +161,11 @@ def convert_caffe_model(prototxt: str | Path, caffemodel: str | Path, *, model_n
     model = create_model(model_name, input_size=size, embedding_dim=dim, **(options or {}))
     foreign = caffe_tensors(net, output)
     bn_modules = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for (name, eps), module in zip(_batchnorm_eps(net, output), bn_modules, strict=False):
+    for (name, eps), module in zip(batchnorm_eps(net, output), bn_modules, strict=False):
         if not math.isclose(eps, module.eps, rel_tol=1e-6):
             raise ValueError(f"layer {name!r} (BatchNorm): eps {eps} differs from the model's "
                              f"BatchNorm eps {module.eps}")
-    mapping = import_state_dict(model, _fit_shapes(foreign, model), dry_run=dry_run)
+    mapping = import_state_dict(model, fit_shapes(foreign, model), dry_run=dry_run)
     data = next((d for d in net.data_layers if d.type in ("Data", "ImageData")), None)
     if preprocessing is None:
         if data is not None:
@@ -287,7 +183,7 @@ def convert_caffe_model(prototxt: str | Path, caffemodel: str | Path, *, model_n
         generator = torch.Generator().manual_seed(seed)
         x = torch.randn(2, int(in_shape[1]), *size, generator=generator)
         with torch.no_grad():
-            expected = net(**{inputs[0]: x})[output].reshape(2, -1)
+            expected = forward_to(net, order, {inputs[0]: x})[output].reshape(2, -1)
             got = model(x).reshape(2, -1)
         report.max_abs_diff = float((expected - got).abs().max())
         report.max_abs_embedding = float(expected.abs().max())
