@@ -28,8 +28,9 @@ KINDS = {
     "NormFace": lambda d, c, **kw: NormFace(d, c, **kw),
     "CosFace": lambda d, c, **kw: CosFace(d, c, **kw),
     "ArcFace": lambda d, c, **kw: ArcFace(d, c, **kw),
-    "CombinedMargin(1.35,0,0)": lambda d, c, **kw: CombinedMargin(d, c, m1=1.35, m2=0.0,
-                                                                   m3=0.0, **kw),
+    "CombinedMargin(1.35,0,0)": lambda d, c, **kw: CombinedMargin(
+        d, c, m1=1.35, m2=0.0, m3=0.0, **kw
+    ),
     "SphereFace": lambda d, c, **kw: SphereFace(d, c, **kw),
 }
 MATMUL = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -63,8 +64,9 @@ def check_finite_at_plus_minus_one(device: torch.device) -> dict[str, bool]:
                     emb = leaf if ac is None else leaf.to(ac)
                     loss = head.loss(emb, labels)
                 grads = torch.autograd.grad(loss, (leaf, head.weight))
-                ok = bool(torch.isfinite(loss)) and all(bool(torch.isfinite(g).all())
-                                                        for g in grads)
+                ok = bool(torch.isfinite(loss)) and all(
+                    bool(torch.isfinite(g).all()) for g in grads
+                )
                 results[f"{kind}|matmul={mm_name}|autocast={ac_name}"] = ok
     return results
 
@@ -80,8 +82,9 @@ def check_float64_matches_cpu(device: torch.device) -> dict[str, float]:
         for dev in (torch.device("cpu"), device):
             head = make(32, 100).double()
             with torch.no_grad():
-                head.weight.copy_(torch.randn(100, 32, dtype=torch.float64, generator=gen.
-                                              manual_seed(1)))
+                head.weight.copy_(
+                    torch.randn(100, 32, dtype=torch.float64, generator=gen.manual_seed(1))
+                )
             head = head.to(dev).train()
             e = emb.to(dev).requires_grad_()
             loss = head.loss(e, labels.to(dev))
@@ -115,13 +118,25 @@ def time_loss(device: torch.device, batch: int, dim: int, classes: int, repeats:
                     times.append(time.perf_counter() - start)
                 emb.grad = None
                 head.weight.grad = None
-            peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20 \
-                if device.type == "cuda" else None
-            rows.append({"head": kind, "matmul_dtype": mm_name,
-                         "median_ms": 1e3 * statistics.median(times),
-                         "peak_extra_MiB": peak, "loss": float(loss)})
-            print(f"{kind:26s} {mm_name:9s} {rows[-1]['median_ms']:9.2f} ms"
-                  + (f" {peak:9.1f} MiB" if peak is not None else ""), flush=True)
+            peak = (
+                (torch.cuda.max_memory_allocated(device) - base) / 2**20
+                if device.type == "cuda"
+                else None
+            )
+            rows.append(
+                {
+                    "head": kind,
+                    "matmul_dtype": mm_name,
+                    "median_ms": 1e3 * statistics.median(times),
+                    "peak_extra_MiB": peak,
+                    "loss": float(loss),
+                }
+            )
+            print(
+                f"{kind:26s} {mm_name:9s} {rows[-1]['median_ms']:9.2f} ms"
+                + (f" {peak:9.1f} MiB" if peak is not None else ""),
+                flush=True,
+            )
             del head, emb
     return rows
 
@@ -144,12 +159,22 @@ def main() -> None:
             print("  NOT FINITE:", key)
     agree = check_float64_matches_cpu(device)
     print("float64 max relative difference to CPU:", {k: f"{v:.1e}" for k, v in agree.items()})
-    print(f"loss forward+backward, batch {args.batch}, dim {args.dim}, classes {args.classes}"
-          f", {name}, torch {torch.__version__}", flush=True)
+    print(
+        f"loss forward+backward, batch {args.batch}, dim {args.dim}, classes {args.classes}"
+        f", {name}, torch {torch.__version__}",
+        flush=True,
+    )
     rows = time_loss(device, args.batch, args.dim, args.classes, args.repeats)
-    result = {"device": name, "torch": torch.__version__, "batch": args.batch, "dim": args.dim,
-              "classes": args.classes, "finite_at_plus_minus_one": finite,
-              "float64_rel_diff_to_cpu": agree, "timings": rows}
+    result = {
+        "device": name,
+        "torch": torch.__version__,
+        "batch": args.batch,
+        "dim": args.dim,
+        "classes": args.classes,
+        "finite_at_plus_minus_one": finite,
+        "float64_rel_diff_to_cpu": agree,
+        "timings": rows,
+    }
     out = args.out or Path(__file__).parent / "results" / f"heads_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -12,7 +12,16 @@ import sys
 from collections.abc import Sequence
 
 # Module names under marginface.cli; each contributes one or more subcommands.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("export", "caffe", "train")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "train",
+    "evaluate",
+    "embed",
+    "verify",
+    "align",
+    "pack",
+    "export",
+    "caffe",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

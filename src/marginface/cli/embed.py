@@ -1,0 +1,38 @@
+"""``marginface embed FOLDER -o emb.npy --model MODEL_FILE``: embeddings of every image."""
+
+from __future__ import annotations
+
+import argparse
+
+from marginface.eval.inference import embed_folder
+from marginface.eval.run import load_model_file
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "embed", help="L2-normalised embeddings of the images of a folder (.npy + file list)"
+    )
+    parser.add_argument("folder", help="folder of images (searched recursively)")
+    parser.add_argument("-o", "--out", required=True, help="emb.npy (emb.txt lists the files)")
+    parser.add_argument("--model", required=True, help="marginface model file")
+    parser.add_argument("--landmarks", default=None, help="landmarks file (relative paths)")
+    parser.add_argument("--flip", choices=["concat", "sum", "none"], default="concat")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    npy, listing = embed_folder(
+        load_model_file(args.model),
+        args.folder,
+        args.out,
+        landmarks_file=args.landmarks,
+        flip=None if args.flip == "none" else args.flip,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {npy} and {listing}")
+    return 0

@@ -1,0 +1,73 @@
+"""``marginface evaluate MODEL_FILE --pairs SPEC --out DIR``: 10-fold verification report."""
+
+from __future__ import annotations
+
+import argparse
+
+from marginface.eval.engines import ENGINES
+from marginface.eval.run import run_evaluation
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="verification accuracy of a model file on LFW / a .bin / a pairs list",
+        description="Embed the pairs' faces (aligned from landmarks when given), run the 10-fold "
+        "protocol and write DIR/report.json, DIR/scores.csv and DIR/roc.png.",
+    )
+    parser.add_argument("model_file", help="a marginface model file (marginface.models.save_model)")
+    parser.add_argument(
+        "--pairs",
+        required=True,
+        help="lfw:DIR (images/, pairs.txt, lfw_landmark.txt), X.bin, "
+        "or a pairs list 'path_a path_b 0|1' per line",
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--flip",
+        choices=["concat", "sum", "none"],
+        default="concat",
+        help="test-time horizontal flip: concatenate or sum the two embeddings",
+    )
+    parser.add_argument(
+        "--subtract-mean",
+        action="store_true",
+        help="subtract the mean embedding of the other 9 folds (SphereFace)",
+    )
+    parser.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out pairs with missing/undecodable images (counted in report)",
+    )
+    parser.add_argument("--landmarks", default=None, help="landmarks file (lfw_landmark layout)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader decode/align workers")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--engine",
+        choices=list(ENGINES),
+        default="torch",
+        help="inference path: torch (BN folded, channels_last), bf16, onnxruntime, eager",
+    )
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    report = run_evaluation(
+        args.model_file,
+        args.pairs,
+        args.out,
+        flip=None if args.flip == "none" else args.flip,
+        batch_size=args.batch_size,
+        subtract_mean=args.subtract_mean,
+        skip_bad_images=args.skip_bad_images,
+        landmarks_file=args.landmarks,
+        num_workers=args.workers,
+        threads=args.threads,
+        progress=not args.no_progress,
+        engine=args.engine,
+    )
+    print(report.summary())
+    print(f"wrote {args.out}/report.json, scores.csv, roc.png")
+    return 0

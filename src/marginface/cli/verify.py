@@ -1,0 +1,87 @@
+"""``marginface verify A.jpg B.jpg --model MODEL_FILE``: cosine score and same/different."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from marginface.data.lfw import read_landmarks
+from marginface.eval.inference import verify_images
+from marginface.eval.run import load_model_file
+
+
+def _points(values: list[float] | None, option: str) -> np.ndarray | None:
+    if values is None:
+        return None
+    if len(values) != 10:
+        raise ValueError(f"{option} needs 10 numbers (x y of 5 points), got {len(values)}")
+    return np.asarray(values, dtype=np.float64).reshape(5, 2)
+
+
+def _lookup(table: dict[str, np.ndarray], image: str) -> np.ndarray:
+    path = Path(image).as_posix()
+    matches = [key for key in table if path == key or path.endswith("/" + key)]
+    if not matches:
+        raise ValueError(f"--landmarks file has no entry for image {image}")
+    return table[max(matches, key=len)]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "verify", help="are two face images the same person? prints score and decision"
+    )
+    parser.add_argument("image_a")
+    parser.add_argument("image_b")
+    parser.add_argument("--model", required=True, help="marginface model file")
+    parser.add_argument(
+        "--landmarks-a",
+        type=float,
+        nargs=10,
+        default=None,
+        metavar="V",
+        help="x1 y1 ... x5 y5 of image A (otherwise it must be an aligned crop)",
+    )
+    parser.add_argument("--landmarks-b", type=float, nargs=10, default=None, metavar="V")
+    parser.add_argument(
+        "--landmarks",
+        default=None,
+        help="landmarks file (lfw_landmark layout): the entry whose path the image path ends with",
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="cosine threshold: same iff score > T"
+    )
+    parser.add_argument(
+        "--report", default=None, help="take the threshold from an evaluate report.json"
+    )
+    parser.add_argument("--flip", choices=["concat", "sum", "none"], default="concat")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    threshold = args.threshold
+    if threshold is None and args.report:
+        threshold = float(json.loads(Path(args.report).read_text())["threshold"])
+    landmarks_a = _points(args.landmarks_a, "--landmarks-a")
+    landmarks_b = _points(args.landmarks_b, "--landmarks-b")
+    if args.landmarks:
+        table = read_landmarks(args.landmarks)
+        landmarks_a = landmarks_a if landmarks_a is not None else _lookup(table, args.image_a)
+        landmarks_b = landmarks_b if landmarks_b is not None else _lookup(table, args.image_b)
+    result = verify_images(
+        load_model_file(args.model),
+        args.image_a,
+        args.image_b,
+        landmarks_a=landmarks_a,
+        landmarks_b=landmarks_b,
+        threshold=threshold,
+        flip=None if args.flip == "none" else args.flip,
+    )
+    print(f"score {result.score:.4f}")
+    if result.same is None:
+        print("decision: none (give --threshold T or --report report.json)")
+    else:
+        print(f"decision: {'same' if result.same else 'different'} (threshold {threshold:.4f})")
+    return 0

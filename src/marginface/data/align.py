@@ -1,0 +1,179 @@
+"""5-point face alignment: least-squares similarity transform to a template, bilinear warp.
+
+The transform is Umeyama's (IEEE TPAMI 1991) closed-form least-squares similarity
+``y = s R x + t`` (rotation, uniform scale, translation; reflection excluded) mapping the five
+landmarks (left eye, right eye, nose, left and right mouth corner) onto a template (SPEC section 7):
+SphereFace's 112x96 template, or ArcFace's 112x112 (the same points with x + 8).
+
+Coordinates are pixel indices (pixel (i, j) has its centre at x = j, y = i), as landmark files and
+the templates use them. The warp samples the source bilinearly at ``M^-1 (x, y)`` for every output
+pixel, using Pillow's C affine transform with the half-pixel shift it needs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from marginface.data.transforms import decode_image
+
+__all__ = [
+    "TEMPLATES",
+    "template_points",
+    "template_size",
+    "similarity_transform",
+    "warp_affine",
+    "align_face",
+    "center_crop",
+    "load_aligned",
+]
+
+_SPHEREFACE = np.array(
+    [
+        [30.2946, 51.6963],
+        [65.5318, 51.5014],
+        [48.0252, 71.7366],
+        [33.5493, 92.3655],
+        [62.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
+# name -> (points (5, 2) as x, y; output size (H, W))
+TEMPLATES: dict[str, tuple[np.ndarray, tuple[int, int]]] = {
+    "sphereface_112x96": (_SPHEREFACE, (112, 96)),
+    "arcface_112x112": (_SPHEREFACE + np.array([8.0, 0.0]), (112, 112)),
+}
+
+
+def _template(name: str) -> tuple[np.ndarray, tuple[int, int]]:
+    if name not in TEMPLATES:
+        raise ValueError(f"template must be one of {sorted(TEMPLATES)}, got {name!r}")
+    return TEMPLATES[name]
+
+
+def template_points(name: str) -> np.ndarray:
+    """The (5, 2) template landmarks (x, y) of ``name``."""
+    return _template(name)[0].copy()
+
+
+def template_size(name: str) -> tuple[int, int]:
+    """Output size (H, W) of template ``name``."""
+    return _template(name)[1]
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2x3 matrix ``M = [sR | t]`` minimising ``sum |s R src_i + t - dst_i|^2`` (det R = +1).
+
+    Umeyama 1991: with centred points and ``Sigma = dst_c^T src_c / n = U D V^T``,
+    ``R = U S V^T`` (S flips the last axis when ``det(Sigma) < 0``), ``s = tr(D S) / var(src)``,
+    ``t = mean(dst) - s R mean(src)``.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or src.shape[0] < 2:
+        raise ValueError(f"src and dst must both be (n >= 2, 2), got {src.shape} and {dst.shape}")
+    if not (np.isfinite(src).all() and np.isfinite(dst).all()):
+        raise ValueError("landmarks must be finite")
+    mean_src, mean_dst = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - mean_src, dst - mean_dst
+    var_src = (src_c**2).sum() / len(src)
+    if var_src <= 1e-12:
+        raise ValueError(f"landmarks are degenerate (all points coincide): {src.tolist()}")
+    sigma = dst_c.T @ src_c / len(src)
+    u, d, vt = np.linalg.svd(sigma)
+    s = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        s[-1] = -1.0
+    rotation = u @ np.diag(s) @ vt
+    scale = float((d * s).sum() / var_src)
+    translation = mean_dst - scale * rotation @ mean_src
+    return np.hstack([scale * rotation, translation[:, None]])
+
+
+def warp_affine(image: Image.Image, matrix: np.ndarray, size_hw: tuple[int, int]) -> Image.Image:
+    """Output pixel (x, y) = bilinear sample of ``image`` at ``M^-1 (x, y)`` (pixel indices)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    a = inverse[:, :2]
+    # Pillow maps pixel-centre coordinates (index + 0.5); convert the index-space inverse.
+    offset = inverse[:, 2] + 0.5 - a @ np.array([0.5, 0.5])
+    data = (a[0, 0], a[0, 1], offset[0], a[1, 0], a[1, 1], offset[1])
+    height, width = size_hw
+    return image.transform(
+        (width, height), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR
+    )
+
+
+def align_face(image: Image.Image, landmarks: np.ndarray, template: str) -> Image.Image:
+    """Warp ``image`` so that its 5 ``landmarks`` (x, y) land on ``template``."""
+    points, size = _template(template)
+    landmarks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    return warp_affine(image, similarity_transform(landmarks, points), size)
+
+
+def center_crop(image: Image.Image, size_hw: tuple[int, int]) -> Image.Image:
+    """Fallback without landmarks: the largest centred box of the output's aspect, resized."""
+    height, width = size_hw
+    scale = min(image.width / width, image.height / height)
+    box_w, box_h = width * scale, height * scale
+    left, top = (image.width - box_w) / 2, (image.height - box_h) / 2
+    return image.resize(
+        (width, height), Image.Resampling.BILINEAR, box=(left, top, left + box_w, top + box_h)
+    )
+
+
+def _known_template_of(size_wh: tuple[int, int]) -> str | None:
+    for name, (_, (height, width)) in TEMPLATES.items():
+        if (width, height) == tuple(size_wh):
+            return name
+    return None
+
+
+def load_aligned(
+    source: str | Path | bytes | Image.Image,
+    template: str,
+    landmarks: np.ndarray | None = None,
+) -> tuple[Image.Image, str]:
+    """Decode and align one face; returns ``(image, method)``.
+
+    ``method`` is ``"landmarks"`` (warped from its 5 points), ``"template"`` (no landmarks, but the
+    image has a template's size and is taken as an aligned crop, mapped onto ``template``: 112x112
+    ArcFace -> 112x96 SphereFace is the central 96 columns), or ``"center"`` (no landmarks:
+    centre-crop fallback, to be counted).
+    A JPEG is decoded at a reduced size (``Image.draft``) when the warp shrinks it by 2x or more.
+    """
+    points, size_hw = _template(template)
+    if landmarks is not None:
+        landmarks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+        if isinstance(source, Image.Image):
+            image = source.convert("RGB")
+        else:
+            matrix = similarity_transform(landmarks, points)
+            scale = math.hypot(matrix[0, 0], matrix[0, 1])
+            opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            full_w, full_h = opened.size
+            if opened.format == "JPEG" and scale < 0.5:
+                opened.draft("RGB", (math.ceil(full_w * scale), math.ceil(full_h * scale)))
+            image = opened.convert("RGB")
+            if image.size != (full_w, full_h):
+                ratio = np.array([image.width / full_w, image.height / full_h])
+                landmarks = (landmarks + 0.5) * ratio - 0.5
+        return align_face(image, landmarks, template), "landmarks"
+    image = source.convert("RGB") if isinstance(source, Image.Image) else decode_image(source)
+    if image.size == (size_hw[1], size_hw[0]):
+        return image, "template"
+    known = _known_template_of(image.size)
+    if known is not None:
+        matrix = similarity_transform(TEMPLATES[known][0], points)
+        shift = np.round(matrix[:, 2])
+        if np.allclose(matrix, np.c_[np.eye(2), shift], atol=1e-6):
+            # an integer shift (ArcFace <-> SphereFace): an exact crop, no resampling
+            left, top = -int(shift[0]), -int(shift[1])
+            box = (left, top, left + size_hw[1], top + size_hw[0])
+            return image.crop(box), "template"
+        return warp_affine(image, matrix, size_hw), "template"
+    return center_crop(image, size_hw), "center"

@@ -1,0 +1,165 @@
+"""Face embeddings of a set of images: decode + align (DataLoader workers), forward, optional flip.
+
+Flip (SphereFace / insightface test-time augmentation): the image and its horizontal mirror are
+embedded in one batch; ``"concat"`` joins the two embeddings (2D), ``"sum"`` adds them (D), None
+uses the image alone. Embeddings are returned raw (not normalised); cosine similarity normalises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from marginface.data.align import TEMPLATES, load_aligned, template_size
+from marginface.data.pairs import ImageItem
+from marginface.data.transforms import DECODE_ERRORS, Preprocessing, to_tensor
+from marginface.eval.engines import make_forward
+
+__all__ = ["FaceImages", "EmbeddingResult", "model_preprocessing", "compute_embeddings"]
+
+FLIP_MODES = ("concat", "sum", None)
+METHODS = ("landmarks", "template", "center")
+
+
+def model_preprocessing(model: Any) -> tuple[Preprocessing, str, tuple[int, int]]:
+    """``(preprocessing, template, (H, W))`` stored in ``model.config``; checks they agree."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "preprocessing", None) is None:
+        raise ValueError("model has no config.preprocessing: load it with marginface.models")
+    preprocessing = Preprocessing.from_config(config.preprocessing)
+    size = (int(config.input_size[0]), int(config.input_size[1]))
+    template = preprocessing.template
+    if not template:
+        known = [name for name, (_, hw) in TEMPLATES.items() if hw == size]
+        if not known:
+            raise ValueError(
+                f"model input_size {size} has no alignment template: faces cannot be aligned "
+                f"for it (templates: {', '.join(f'{k} {v[1]}' for k, v in TEMPLATES.items())})"
+            )
+        template = known[0]
+    if template_size(template) != size:
+        raise ValueError(
+            f"model input_size {size} does not match its alignment template "
+            f"{template!r} ({template_size(template)})"
+        )
+    return preprocessing, template, size
+
+
+class FaceImages(Dataset):
+    """Aligned, scaled face tensors of ``ImageItem``s (or paths): ``(tensor, index, method, err)``.
+
+    A decode error is returned, not raised, so that the caller can name the image or skip it and
+    count it (``method`` is -1 then and ``err`` the message).
+    """
+
+    def __init__(
+        self,
+        items: Sequence[ImageItem | str | Path],
+        preprocessing: Preprocessing,
+        template: str,
+    ) -> None:
+        self.items = [i if isinstance(i, ImageItem) else ImageItem(Path(i), str(i)) for i in items]
+        self.preprocessing = preprocessing
+        self.template = template
+        self.size = template_size(template)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, str]:
+        item = self.items[index]
+        try:
+            image, method = load_aligned(item.source, self.template, item.landmarks)
+        except (*DECODE_ERRORS, FileNotFoundError) as error:
+            empty = torch.zeros(3, *self.size)
+            return empty, index, -1, f"{type(error).__name__}: {error}"
+        return to_tensor(image, self.preprocessing), index, METHODS.index(method), ""
+
+
+@dataclass
+class EmbeddingResult:
+    """``embeddings`` (N, D) float32 (rows of failed images are 0), per-image status."""
+
+    embeddings: np.ndarray
+    failed: dict[int, str] = field(default_factory=dict)
+    methods: dict[str, int] = field(default_factory=dict)
+
+
+def compute_embeddings(
+    model: torch.nn.Module,
+    items: Sequence[ImageItem | str | Path],
+    *,
+    flip: str | None = "concat",
+    batch_size: int = 64,
+    num_workers: int = 2,
+    progress: bool = True,
+    skip_bad_images: bool = False,
+    desc: str = "align+embed",
+    engine: str = "torch",
+) -> EmbeddingResult:
+    """Embed every item (aligned from its landmarks, or taken as an aligned crop, or centred).
+
+    ``engine`` picks the inference path (``marginface.eval.engines``: eager, torch, bf16,
+    onnxruntime); ``num_workers`` DataLoader processes decode and align.
+    """
+    if flip not in FLIP_MODES:
+        raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    preprocessing, template, size = model_preprocessing(model)
+    dataset = FaceImages(items, preprocessing, template)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    forward = make_forward(model, engine, input_size=size)
+    chunks: list[np.ndarray] = []
+    failed: dict[int, str] = {}
+    methods = dict.fromkeys(METHODS, 0)
+    try:
+        with torch.inference_mode():
+            for images, indices, codes, errors in tqdm(
+                loader, desc=desc, unit="batch", disable=not progress, leave=False
+            ):
+                for index, code, error in zip(
+                    indices.tolist(), codes.tolist(), errors, strict=True
+                ):
+                    if code < 0:
+                        if not skip_bad_images:
+                            raise ValueError(
+                                f"cannot read image {dataset.items[index].name}: {error}; pass "
+                                "skip_bad_images / --skip-bad-images to skip its pairs, counted"
+                            )
+                        failed[index] = error
+                    else:
+                        methods[METHODS[code]] += 1
+                images = images.to(device)
+                if flip is None:
+                    out = forward(images).float()
+                else:
+                    both = forward(torch.cat([images, images.flip(3)])).float()
+                    first, mirrored = both[: len(images)], both[len(images) :]
+                    out = torch.cat([first, mirrored], 1) if flip == "concat" else first + mirrored
+                chunks.append(out.cpu().numpy())
+    finally:
+        model.train(was_training)
+    embeddings = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    for index in failed:
+        embeddings[index] = 0.0
+    return EmbeddingResult(embeddings, failed, methods)

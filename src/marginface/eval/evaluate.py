@@ -1,0 +1,125 @@
+"""Evaluate a face model on a verification pair set: embed, cosine scores, 10-fold report.
+
+``evaluate_model`` is the library call the trainer reuses; ``pair_scores`` turns embeddings into
+cosine similarities. With ``subtract_mean=True`` (SphereFace's evaluation; the MobileFaceNet
+checkpoint's README: 99.17% on LFW with it) the mean embedding of the pairs of the other folds is
+subtracted before normalising, separately for every held-out fold, so no test statistic leaks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from marginface.data.pairs import PairSet
+from marginface.eval.embed import compute_embeddings
+from marginface.eval.verification import VerificationReport, contiguous_folds, verify_scores
+
+__all__ = ["pair_scores", "fold_ids", "evaluate_model"]
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def pair_scores(
+    embeddings: np.ndarray,
+    pairs: np.ndarray,
+    *,
+    folds: np.ndarray | None = None,
+    subtract_mean: bool = False,
+) -> np.ndarray:
+    """Cosine similarity of each pair; (N,), or (n_folds, N) when ``subtract_mean``.
+
+    Row f of the per-fold form uses ``mu_f``, the mean embedding of both images of every pair
+    outside fold f: ``cos(e_a - mu_f, e_b - mu_f)``.
+    """
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    pairs = np.asarray(pairs, dtype=np.int64)
+    if not subtract_mean:
+        unit = _normalise(embeddings)
+        return np.einsum("ij,ij->i", unit[pairs[:, 0]], unit[pairs[:, 1]])
+    if folds is None:
+        raise ValueError("subtract_mean needs the fold of every pair")
+    rows = []
+    for fold in np.unique(folds):
+        train = pairs[folds != fold].ravel()
+        mean = embeddings[train].mean(0)
+        a, b = (
+            _normalise(embeddings[pairs[:, 0]] - mean),
+            _normalise(embeddings[pairs[:, 1]] - mean),
+        )
+        rows.append(np.einsum("ij,ij->i", a, b))
+    return np.stack(rows)
+
+
+def fold_ids(pairset: PairSet, n_folds: int = 10) -> np.ndarray:
+    """The protocol's folds (LFW) or ``n_folds`` contiguous runs."""
+    if pairset.folds is not None:
+        return pairset.folds
+    return contiguous_folds(len(pairset), n_folds)
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    pairs: PairSet,
+    *,
+    flip: str | None = "concat",
+    batch_size: int = 64,
+    progress: bool = True,
+    subtract_mean: bool = False,
+    skip_bad_images: bool = False,
+    num_workers: int = 2,
+    n_folds: int = 10,
+    fars: tuple[float, ...] = (1e-1, 1e-2, 1e-3),
+    details: dict[str, Any] | None = None,
+    engine: str = "torch",
+) -> tuple[VerificationReport, np.ndarray]:
+    """Embed the pair set's images with ``model`` and run the 10-fold protocol.
+
+    Returns the report and the held-out score of every evaluated pair (input order). Images that
+    cannot be read are an error naming them, unless ``skip_bad_images``: then their pairs are left
+    out and ``report.skipped`` counts them (with pairs already skipped while loading the set).
+    ``details`` (a dict), when given, receives alignment counts and the failed images.
+    ``engine``: inference path (``marginface.eval.engines``); ``num_workers`` decode processes.
+    """
+    used = np.unique(pairs.pairs.ravel())
+    items = [pairs.images[i] for i in used]
+    result = compute_embeddings(
+        model,
+        items,
+        flip=flip,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        skip_bad_images=skip_bad_images,
+        desc=f"embed {pairs.name}",
+        engine=engine,
+    )
+    remap = np.full(len(pairs.images), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    local = remap[pairs.pairs]
+    evaluated = pairs
+    if result.failed:
+        bad = np.zeros(len(used), dtype=bool)
+        bad[list(result.failed)] = True
+        keep = ~bad[local].any(axis=1)
+        evaluated = pairs.subset(keep)
+        local = local[keep]
+    folds = fold_ids(evaluated, n_folds)
+    scores = pair_scores(result.embeddings, local, folds=folds, subtract_mean=subtract_mean)
+    report = verify_scores(
+        scores, evaluated.issame, folds=folds, fars=fars, skipped=evaluated.skipped
+    )
+    if scores.ndim == 2:
+        scores = scores[np.searchsorted(np.unique(folds), folds), np.arange(len(folds))]
+    if details is not None:
+        details["alignment"] = dict(result.methods)
+        details["failed_images"] = {items[i].name: err for i, err in result.failed.items()}
+        details["missing_images"] = list(evaluated.skipped_images)
+        details["folds"] = folds
+        details["issame"] = evaluated.issame
+    return report, scores
