@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from marginface.caffe import load_net
 from marginface.caffe.convert import convert_caffe_model, preprocessing_from_data
@@ -13,6 +15,8 @@ from marginface.caffe.netlayers.data import DataLayerInfo
 from marginface.caffe.netlayers.norm import BatchNorm
 from marginface.caffe.weights import save_caffemodel
 from marginface.cli.main import main
+from marginface.eval import compute_embeddings
+from marginface.eval.run import load_model_file
 from marginface.models import Embedder, load_model, read_config
 
 SPHERE = "sphereface/sphereface_deploy.prototxt"
@@ -73,6 +77,16 @@ def test_converted_model_gives_caffe_embeddings(caffe_dir, tmp_path, one_thread,
         reference = net(data=caffe_input)["fc5"]
     embedded = Embedder(model, batch_size=2).embed_pixels(pixels)
     assert float((embedded - reference).abs().max()) <= 1e-4 * max(
+        float(reference.abs().max()), 1.0)
+    # the evaluation library's path: model file -> aligned 112x96 PNG crops -> embeddings
+    paths = []
+    for i, image in enumerate(pixels):
+        paths.append(tmp_path / f"face{i}.png")
+        Image.fromarray(image.permute(1, 2, 0).numpy().astype(np.uint8)).save(paths[-1])
+    result = compute_embeddings(load_model_file(out), paths, flip=None, num_workers=0,
+                                progress=False, engine="eager")
+    assert not result.failed and result.methods["template"] == 2
+    assert float((torch.from_numpy(result.embeddings) - reference).abs().max()) <= 1e-4 * max(
         float(reference.abs().max()), 1.0)
 
 
