@@ -13,13 +13,14 @@ from collections.abc import Sequence
 
 # Module names under marginface.cli; each contributes one or more subcommands.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "train",
+    "evaluate",
+    "embed",
+    "verify",
+    "align",
+    "pack",
     "export",
     "caffe",
-    "align",
-    "embed",
-    "evaluate",
-    "pack",
-    "verify",
 )
 
 

@@ -6,6 +6,13 @@ cross-entropy from ``loss(embeddings, labels)``. See docs/heads.md.
 """
 
 from marginface.heads.base import MATMUL_DTYPES, Head
+from marginface.heads.fused import (
+    LogitSpec,
+    fused_cross_entropy,
+    fused_margin_cross_entropy,
+    fused_softmax_cross_entropy,
+    fused_sphereface_cross_entropy,
+)
 from marginface.heads.margin import (
     AMSoftmax,
     ArcFace,
@@ -28,4 +35,9 @@ __all__ = [
     "ArcFace",
     "CombinedMargin",
     "SphereFace",
+    "LogitSpec",
+    "fused_cross_entropy",
+    "fused_margin_cross_entropy",
+    "fused_sphereface_cross_entropy",
+    "fused_softmax_cross_entropy",
 ]

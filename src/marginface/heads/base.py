@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from marginface.heads.fused import LogitSpec, fused_cross_entropy
 from marginface.heads.matmul import precision_linear
 from marginface.validation import check_embeddings, check_labels, check_positive_int
 
@@ -35,7 +36,8 @@ class Head(nn.Module):
 
     Subclasses implement ``_logits(embeddings, labels)``: margin logits when ``labels`` is a
     tensor, plain logits when it is None. ``block_size`` and ``matmul_dtype`` are the knobs of the
-    blockwise loss; ``block_size=None`` means one block (the whole class dimension).
+    blockwise fused loss; ``block_size=None`` picks the block from the shapes and free memory
+    (``marginface.heads.blocking.choose_block_size``).
     """
 
     weight: Tensor
@@ -120,10 +122,23 @@ class Head(nn.Module):
             self._training_step()
 
     def loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """Mean cross-entropy of the margin logits (the margin applies in train and eval mode)."""
+        """Mean cross-entropy of the margin logits (the margin applies in train and eval mode).
+
+        Computed by the fused blockwise path (``marginface.heads.fused``): the value and the
+        gradients of ``unfused_loss`` without ever holding the (batch, num_classes) logits.
+        """
         self._prepare_loss(embeddings, labels)
-        # The one line a blockwise fused kernel replaces; it must compute the same value.
-        return self._unfused_cross_entropy(embeddings, labels)
+        return fused_cross_entropy(
+            embeddings, self.weight, labels, self._logit_spec(), bias=self._fused_bias(),
+            block_size=self.block_size, matmul_dtype=self.matmul_dtype,
+        )
+
+    def _logit_spec(self) -> LogitSpec:
+        """Which logits the fused loss computes (set by each head)."""
+        raise NotImplementedError
+
+    def _fused_bias(self) -> Tensor | None:
+        return None
 
     def unfused_loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Reference path of ``loss``: full logits, then ``F.cross_entropy`` (mean)."""

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from marginface import functional as MF
 from marginface.heads.base import Head
+from marginface.heads.fused import LogitSpec
 from marginface.validation import check_margins, check_positive
 
 __all__ = ["MarginHead", "NormFace", "CosFace", "AMSoftmax", "ArcFace", "CombinedMargin"]
@@ -76,6 +77,10 @@ class MarginHead(Head):
             m3=self.m3,
             detach_margin=self.detach_margin,
         )
+
+    def _logit_spec(self) -> LogitSpec:
+        return LogitSpec("margin", scale=self.scale, m1=self.m1, m2=self.m2, m3=self.m3,
+                         detach_margin=self.detach_margin)
 
     def target_logit(self, cos: Tensor) -> Tensor:
         """The scaled target logit as a function of ``cos(theta_y)`` (for plots and checks)."""

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from marginface.heads.base import Head
+from marginface.heads.fused import LogitSpec
 
 __all__ = ["Softmax"]
 
@@ -36,6 +37,12 @@ class Softmax(Head):
         super().reset_parameters()
         if "bias" in self._parameters:  # not yet registered during Head.__init__
             nn.init.zeros_(self.bias)
+
+    def _logit_spec(self) -> LogitSpec:
+        return LogitSpec("softmax")
+
+    def _fused_bias(self) -> Tensor | None:
+        return self.bias
 
     def _logits(self, embeddings: Tensor, labels: Tensor | None) -> Tensor:
         dtype = self.compute_dtype(embeddings)

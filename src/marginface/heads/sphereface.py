@@ -15,6 +15,7 @@ from torch import Tensor
 
 from marginface import functional as MF
 from marginface.heads.base import Head
+from marginface.heads.fused import LogitSpec
 from marginface.validation import check_non_negative
 
 __all__ = ["SphereFace"]
@@ -93,6 +94,10 @@ class SphereFace(Head):
             cos, norms, labels, m=self.m, lambda_=self.current_lambda(),
             detach_margin=self.detach_margin,
         )
+
+    def _logit_spec(self) -> LogitSpec:
+        return LogitSpec("sphereface", m=self.m, lambda_=self.current_lambda(),
+                         detach_margin=self.detach_margin)
 
     def target_logit(self, cos: Tensor, norm: float = 1.0) -> Tensor:
         """The target logit at the current lambda as a function of ``cos(theta_y)``."""

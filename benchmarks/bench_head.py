@@ -1,0 +1,243 @@
+"""Large-class loss: fused blockwise path vs unfused heads vs pytorch-metric-learning, one run.
+
+Every configuration runs in its own subprocess, so the peak RSS (``ru_maxrss`` of that process)
+is its own. Per class count C it reports forward+backward seconds per step, peak RSS and the
+matmul floor ``3 * 2*B*D*C / (fp32 GEMM throughput)`` with the throughput measured in the same run
+(a 512 x 512 by 512 x 65536 product, the classifier's shape). ArcFace (s = 64, m = 0.5) throughout.
+
+    python benchmarks/bench_head.py            # C = 100k and 1M (pml needs ~16 GB free at 1M)
+    python benchmarks/bench_head.py --quick    # C = 20k, a minute
+
+Writes benchmarks/results/head.json and the "Large-class loss" section of docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("fused_fp32", "fused_bf16", "unfused", "pml")
+SECTION = "## Large-class loss"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _child_gemm(batch: int, dim: int) -> dict:
+    import torch
+
+    out = {}
+    # The classifier's shape (65536 classes) sets the floor; the fused path's block shape
+    # (8192 classes at B = 512) is reported beside it, as GEMM speed depends on the shape.
+    for cols, suffix in ((65536, ""), (8192, "_block8192")):
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            a = torch.randn(batch, dim).to(dtype)
+            w = torch.randn(cols, dim).to(dtype)
+            torch.mm(a, w.t())
+            best = float("inf")
+            for _ in range(5 if cols == 65536 else 20):
+                t = time.perf_counter()
+                torch.mm(a, w.t())
+                best = min(best, time.perf_counter() - t)
+            out[f"gflops_{name}{suffix}"] = 2 * batch * dim * cols / best / 1e9
+    return out
+
+
+def _child_loss(method: str, batch: int, dim: int, classes: int, warmup: int, steps: int) -> dict:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from marginface.heads import ArcFace
+
+    torch.manual_seed(0)  # the same class weights in every process (pml: its own layout)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, dim, generator=gen, requires_grad=True)
+    y = torch.randint(0, classes, (batch,), generator=gen)
+    if method == "pml":
+        from pytorch_metric_learning.losses import ArcFaceLoss
+
+        loss_fn = ArcFaceLoss(classes, dim, margin=28.6, scale=64)  # margin in degrees
+        params = list(loss_fn.parameters())
+
+        def step():
+            return loss_fn(x, y)
+    else:
+        dtype = torch.bfloat16 if method == "fused_bf16" else torch.float32
+        head = ArcFace(dim, classes, scale=64.0, margin=0.5, matmul_dtype=dtype)
+        params = list(head.parameters())
+        step = (lambda: head.unfused_loss(x, y)) if method == "unfused" else (
+            lambda: head.loss(x, y))
+    times, losses = [], []
+    for i in range(warmup + steps):
+        t = time.perf_counter()
+        loss = step()
+        loss.backward()
+        elapsed = time.perf_counter() - t
+        losses.append(float(loss.detach()))
+        x.grad = None
+        for p in params:
+            p.grad = None
+        if i >= warmup:
+            times.append(elapsed)
+    return {"seconds": min(times), "seconds_all": times, "loss": losses[-1],
+            "peak_rss_mb": _peak_rss_mb(), "threads": torch.get_num_threads()}
+
+
+def _spawn(args: list[str]) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                          env=env)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _available_gb() -> float:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+# GB of free memory a 1M-class step needs (scaled linearly with C): the unfused paths hold
+# several (B, C) float32 tensors besides W, normalised W and their gradients.
+# Measured at C = 100k: 1.43 GB (unfused) and 1.54 GB (pml) with a 0.25 GB baseline.
+NEED_GB_PER_MILLION = {"fused_fp32": 5.0, "fused_bf16": 5.0, "unfused": 13.0, "pml": 14.5}
+
+
+def run(classes_list: list[int], batch: int, dim: int, warmup: int, steps: int,
+        methods: tuple[str, ...] = METHODS) -> dict:
+    gemm = _spawn(["--child", "gemm", "--batch", str(batch), "--dim", str(dim)])
+    print(f"GEMM throughput ({batch}x{dim} by {dim}x65536): fp32 {gemm['gflops_fp32']:.0f} "
+          f"GFLOP/s, bf16 {gemm['gflops_bf16']:.0f} GFLOP/s", flush=True)
+    results = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+               "batch": batch, "dim": dim, "gemm": gemm, "configs": []}
+    for classes in classes_list:
+        floor = 3 * 2 * batch * dim * classes / (gemm["gflops_fp32"] * 1e9)
+        floor_bf16 = 3 * 2 * batch * dim * classes / (gemm["gflops_bf16"] * 1e9)
+        row = {"classes": classes, "floor_fp32_s": floor, "floor_bf16_s": floor_bf16,
+               "available_gb_before": _available_gb(), "loadavg_before": os.getloadavg()}
+        for method in methods:
+            need = NEED_GB_PER_MILLION[method] * classes / 1e6
+            if _available_gb() < need:
+                row[method] = {"skipped": f"needs ~{need:.0f} GB free, {_available_gb():.1f}"}
+            else:
+                row[method] = _spawn(["--child", method, "--classes", str(classes), "--batch",
+                                      str(batch), "--dim", str(dim), "--warmup", str(warmup),
+                                      "--steps", str(steps)])
+            row[method]["loadavg_after"] = os.getloadavg()
+            print(f"C={classes} {method}: {row[method]}", flush=True)
+        results["configs"].append(row)
+    return results
+
+
+def _merge(old: dict, new: dict) -> dict:
+    """Rows of ``new`` replace or extend those of ``old`` (per class count and method)."""
+    rows = {r["classes"]: r for r in old["configs"]}
+    for r in new["configs"]:
+        if r["classes"] in rows:
+            base = rows[r["classes"]]
+            base.update({k: v for k, v in r.items() if k in METHODS})
+            base[f"gemm_{'_'.join(k for k in r if k in METHODS)}"] = new["gemm"]
+        else:
+            rows[r["classes"]] = r
+    old["configs"] = [rows[c] for c in sorted(rows)]
+    return old
+
+
+def _fmt(entry: dict, key: str, spec: str) -> str:
+    return format(entry[key], spec) if key in entry else "-"
+
+
+def table(results: dict) -> str:
+    lines = ["| C | path | s / step | x floor (fp32) | peak RSS (GB) | vs pml time | vs pml RSS |",
+             "|---|---|---|---|---|---|---|"]
+    for row in results["configs"]:
+        pml = row.get("pml", {})
+        for method in METHODS:
+            e = row.get(method, {"skipped": "not run"})
+            if "seconds" not in e:
+                lines.append(f"| {row['classes']:,} | {method} | {e} | | | | |")
+                continue
+            speed = (f"{pml['seconds'] / e['seconds']:.2f}x faster" if "seconds" in pml
+                     else "-")
+            rss = (f"{e['peak_rss_mb'] / pml['peak_rss_mb']:.0%}" if "peak_rss_mb" in pml
+                   else "-")
+            lines.append(
+                f"| {row['classes']:,} | {method} | {e['seconds']:.2f} | "
+                f"{e['seconds'] / row['floor_fp32_s']:.2f} | {e['peak_rss_mb'] / 1024:.2f} | "
+                f"{speed} | {rss} |")
+        lines.append(f"| {row['classes']:,} | matmul floor fp32 / bf16 | "
+                     f"{row['floor_fp32_s']:.2f} / {row['floor_bf16_s']:.2f} | | | | |")
+    return "\n".join(lines)
+
+
+def write_doc(results: dict, text: str) -> None:
+    path = ROOT / "docs" / "performance.md"
+    old = path.read_text() if path.exists() else "# Performance\n"
+    gemm = results["gemm"]
+    body = (f"{SECTION}\n\nbenchmarks/bench_head.py, ArcFace s=64 m=0.5, B={results['batch']}, "
+            f"D={results['dim']}, one process per row (peak RSS is that process's own), "
+            f"{results['machine']['cpu_count']} cores; GEMM measured in the same run: fp32 "
+            f"{gemm['gflops_fp32']:.0f} GFLOP/s, bf16 {gemm['gflops_bf16']:.0f} GFLOP/s. "
+            "Best of the timed steps. The machine is shared: absolute times move with its "
+            "load (the 1-minute load average is in the JSON), ratios within one run hold "
+            "better. How the fused path works: "
+            "docs/large-class.md.\n\n" + text + "\n")
+    if SECTION in old:
+        head, rest = old.split(SECTION, 1)
+        nxt = rest.find("\n## ")
+        tail = rest[nxt + 1:] if nxt >= 0 else ""
+        new = head + body + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + body
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(new)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--classes", type=int, nargs="*")
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--child", choices=("gemm", *METHODS))
+    p.add_argument("--no-doc", action="store_true")
+    p.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS))
+    p.add_argument("--merge", action="store_true",
+                   help="update benchmarks/results/head.json row by row instead of replacing it")
+    a = p.parse_args()
+    if a.child == "gemm":
+        print(json.dumps(_child_gemm(a.batch, a.dim)))
+        return 0
+    if a.child:
+        print(json.dumps(_child_loss(a.child, a.batch, a.dim, a.classes[0], a.warmup, a.steps)))
+        return 0
+    classes = a.classes or ([20_000] if a.quick else [100_000, 1_000_000])
+    results = run(classes, a.batch, a.dim, a.warmup, a.steps, tuple(a.methods))
+    out = ROOT / "benchmarks" / "results" / "head.json"
+    if a.merge and out.exists():
+        results = _merge(json.loads(out.read_text()), results)
+    text = table(results)
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    if not a.no_doc:
+        write_doc(results, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

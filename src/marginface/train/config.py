@@ -1,0 +1,352 @@
+"""Training configuration: typed dataclasses loaded from YAML.
+
+Every key is checked against the dataclass fields: an unknown key or a value of the wrong type is a
+``ValueError`` naming its dotted path (``optimizer.lr``). ``--set key.sub=value`` overrides are
+parsed as YAML scalars (``1e-3`` is a float, ``true`` a bool, ``[1, 2]`` a list) and applied to
+the raw mapping before validation, so they obey the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "ModelConfig",
+    "HeadConfig",
+    "SyntheticConfig",
+    "DataConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "EvalSetConfig",
+    "EvalConfig",
+    "TrainConfig",
+    "Config",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+    "apply_overrides",
+]
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mobilefacenet"
+    input_size: tuple[int, int] = (112, 112)
+    embedding_dim: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class HeadConfig:
+    """A head of ``marginface.heads``; ``options`` are extra constructor keywords (m1, m2, ...)."""
+
+    name: Literal["softmax", "normface", "cosface", "arcface", "combined", "sphereface"] = (
+        "cosface"
+    )
+    scale: float | None = None
+    margin: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SyntheticConfig:
+    """The embedded default: rendered face-like identities (see ``marginface.train.synthetic``)."""
+
+    num_identities: int = 64
+    images_per_identity: int = 24
+    pair_identities: int = 40
+    num_pairs: int = 400
+    seed: int = 1234
+
+
+@dataclass
+class DataConfig:
+    kind: Literal["synthetic", "folder", "rec", "lfw"] = "synthetic"
+    path: str | None = None
+    identities: list[str] | None = None  # folder: train only on these identity folders
+    exclude_identities: list[str] = field(default_factory=list)  # folder: held out
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    num_classes: int | None = None  # checked against the dataset when given
+    flip: bool = True
+    skip_unreadable: bool = False
+    num_workers: int = 0
+    people_file: str | None = None  # LFW protocol: people.txt restricting the training identities
+    exclude_fold: int | None = None  # LFW protocol: the fold whose people are held out (1..10)
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = False  # weight decay on BN/PReLU/bias too (off by default)
+    head_weight_decay: float | None = None  # None: same as weight_decay
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["poly", "cosine", "multistep", "constant"] = "poly"
+    warmup_steps: int = 0
+    warmup_start_factor: float = 0.0
+    power: float = 1.0
+    min_lr: float = 0.0
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+
+
+@dataclass
+class EvalSetConfig:
+    """A verification set: the synthetic pairs, an LFW folder, a ``.bin`` or a pairs list."""
+
+    name: str = "synthetic"
+    kind: Literal["synthetic", "lfw", "bin", "pairs", "folder"] = "synthetic"
+    path: str | None = None
+    folds: list[int] | None = None  # LFW protocol: evaluate only these folds' pairs (1..10)
+    identities: list[str] | None = None  # folder: pairs drawn from these identity folders
+    num_pairs: int = 600  # folder: number of pairs (half same, half different)
+    skip_bad_images: bool = False
+
+
+@dataclass
+class EvalConfig:
+    interval: int = 0  # steps between evaluations; 0: only at the end
+    sets: list[EvalSetConfig] = field(default_factory=lambda: [EvalSetConfig()])
+    batch_size: int = 128
+    flip: bool = True
+    n_folds: int = 10
+    best_metric_set: str | None = None  # which set picks the best checkpoint (default: first)
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    grad_clip: float | None = None
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "cpu"
+    log_interval: int = 10
+    checkpoint_interval: int = 500
+    keep_checkpoints: int = 3
+    progress: bool = True
+    sample_rate: float = 1.0  # Partial FC negative sampling rate (distributed runs)
+    threads: int | None = None
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert it (lists to tuples etc.)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, path)
+            except ValueError as error:
+                errors.append(str(error))
+        raise ValueError(errors[0] if len(errors) == 1 else
+                         f"{path}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{path}: expected one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{path}: expected a mapping, got {value!r}")
+        return _build(tp, value, path)
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise ValueError(f"{path}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ValueError(f"{path}: expected {len(args)} items, got {len(value)}")
+            pairs = enumerate(zip(value, args, strict=True))
+            return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in pairs)
+        item = args[0] if args else Any
+        items = [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{path}: expected a mapping, got {value!r}")
+        return {str(k): v for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path}: expected a bool, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{path}: expected an int, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            # PyYAML (YAML 1.1) reads exponent forms without a dot, e.g. 1e-3, as strings.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} at {path}")  # programming error
+
+
+def _build(cls: type, raw: Mapping[str, Any], path: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            where = f"{path}.{key}" if path else str(key)
+            raise ValueError(f"unknown config key {where!r} (valid keys: {sorted(names)})")
+    kwargs = {}
+    for key, value in raw.items():
+        kwargs[key] = _convert(value, hints[key], f"{path}.{key}" if path else key)
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: Mapping[str, Any] | None) -> Config:
+    """Validate a plain mapping (e.g. parsed YAML) into a :class:`Config`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"config must be a mapping at the top level, got {type(raw).__name__}")
+    config = _build(Config, raw, "")
+    _check_values(config)
+    return config
+
+
+def _check_values(c: Config) -> None:
+    """Range checks that types alone cannot express."""
+    checks = [
+        ("train.batch_size", c.train.batch_size, c.train.batch_size >= 1),
+        ("train.max_steps", c.train.max_steps, c.train.max_steps is None or c.train.max_steps >= 1),
+        ("train.epochs", c.train.epochs, c.train.epochs is None or c.train.epochs >= 1),
+        ("train.grad_clip", c.train.grad_clip, c.train.grad_clip is None or c.train.grad_clip > 0),
+        ("train.keep_checkpoints", c.train.keep_checkpoints, c.train.keep_checkpoints >= 1),
+        ("train.log_interval", c.train.log_interval, c.train.log_interval >= 1),
+        ("train.checkpoint_interval", c.train.checkpoint_interval,
+         c.train.checkpoint_interval >= 0),
+        ("train.sample_rate", c.train.sample_rate, 0.0 < c.train.sample_rate <= 1.0),
+        ("optimizer.lr", c.optimizer.lr, c.optimizer.lr > 0),
+        ("optimizer.weight_decay", c.optimizer.weight_decay, c.optimizer.weight_decay >= 0),
+        ("schedule.warmup_steps", c.schedule.warmup_steps, c.schedule.warmup_steps >= 0),
+        ("schedule.milestones", c.schedule.milestones,
+         list(c.schedule.milestones) == sorted(c.schedule.milestones)),
+        ("eval.interval", c.eval.interval, c.eval.interval >= 0),
+        ("eval.n_folds", c.eval.n_folds, c.eval.n_folds >= 2),
+        ("model.input_size", c.model.input_size, min(c.model.input_size) >= 8),
+        ("data.num_workers", c.data.num_workers, c.data.num_workers >= 0),
+    ]
+    s = c.data.synthetic
+    checks += [
+        ("data.synthetic.num_identities", s.num_identities, s.num_identities >= 2),
+        ("data.synthetic.images_per_identity", s.images_per_identity, s.images_per_identity >= 1),
+        ("data.synthetic.pair_identities", s.pair_identities, s.pair_identities >= 2),
+        ("data.synthetic.num_pairs", s.num_pairs, s.num_pairs >= 2 * c.eval.n_folds),
+    ]
+    for path, value, ok in checks:
+        if not ok:
+            raise ValueError(f"{path}: invalid value {value!r}")
+    if c.train.max_steps is None and c.train.epochs is None:
+        raise ValueError("train.max_steps or train.epochs must be given")
+    if c.data.kind != "synthetic" and not c.data.path:
+        raise ValueError(f"data.path is required for data.kind={c.data.kind!r}")
+    for i, s_ in enumerate(c.eval.sets):
+        if s_.kind != "synthetic" and not s_.path:
+            raise ValueError(f"eval.sets[{i}].path is required for kind={s_.kind!r}")
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain YAML-safe mapping (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings to a raw mapping; values are parsed as YAML scalars."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set expects key.sub=value, got {item!r}")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ValueError(f"--set: malformed key {key!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as error:
+            raise ValueError(f"--set {key}: cannot parse value {text!r}: {error}") from None
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ValueError(f"--set {key}: {'.'.join(parts[:depth + 1])} is not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    raw: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: the top level must be a mapping")
+    return config_from_dict(apply_overrides(raw, overrides))
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))

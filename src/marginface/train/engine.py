@@ -1,0 +1,380 @@
+"""The training loop: data, precision, clipping, divergence stop, evaluation, checkpoints.
+
+One :class:`Trainer` runs one run directory. Each step: a global batch from
+:class:`~marginface.train.sampling.EpochBatchSampler`, uint8 images normalised with the backbone's
+stored preprocessing (and flipped per image from ``(seed, epoch)``), the backbone under the chosen
+precision (fp32; bf16 autocast on CPU or CUDA; fp16 autocast with a gradient scaler on CUDA), the
+head's loss in float32, backward, optional gradient-norm clipping, the optimizer and the
+per-iteration LR schedule. A non-finite embedding or loss stops the run with
+:class:`TrainingDiverged` naming the step, before any update, so the last checkpoint stays good.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from marginface.train import builders
+from marginface.train.checkpoint import (
+    capture_rng_state,
+    checkpoint_name,
+    latest_good_checkpoint,
+    prune_checkpoints,
+    restore_rng_state,
+    save_checkpoint,
+)
+from marginface.train.classifier import build_classifier
+from marginface.train.config import Config, config_from_dict, config_to_dict, save_config
+from marginface.train.distributed import DistContext, any_rank, wrap_backbone
+from marginface.train.evaluation import evaluate_pair_set, normalize_images
+from marginface.train.logging import RunLogger, format_summary, plot_run, write_summary
+from marginface.train.optim import build_optimizer, split_decay_groups
+from marginface.train.sampling import EpochBatchSampler, IndexedDataset, flip_mask
+from marginface.train.schedule import StepScheduler
+
+__all__ = ["TrainingDiverged", "Trainer"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or the embeddings) became NaN/inf; the message names the step."""
+
+
+class Trainer:
+    """Trains ``config`` into ``run_dir``; ``model``/``head``/datasets may be given directly."""
+
+    def __init__(
+        self,
+        config: Config | None,
+        run_dir: str | Path,
+        *,
+        model: nn.Module | None = None,
+        head: nn.Module | None = None,
+        train_dataset: Dataset | None = None,
+        pair_sets: list[Any] | None = None,
+        resume: bool = False,
+        max_steps: int | None = None,
+        ctx: DistContext | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        resume_state = None
+        self.resumed_from: Path | None = None
+        if resume:
+            # the run's own config, from its newest checkpoint; only the length may change
+            self.resumed_from, resume_state = latest_good_checkpoint(self.ckpt_dir)
+            config = config_from_dict(resume_state["config"])
+        if config is None:
+            raise ValueError("a config is required unless resuming")
+        if max_steps is not None:
+            config.train.max_steps = int(max_steps)
+        self.ctx = ctx or DistContext(device=torch.device(config.train.device))
+        self.config = c = config
+        if c.train.precision == "fp16" and self.ctx.device.type != "cuda":
+            raise ValueError("train.precision='fp16' needs CUDA; use 'bf16' or 'fp32' on CPU")
+        if c.train.threads:
+            torch.set_num_threads(c.train.threads)
+        torch.manual_seed(c.seed)
+        input_size = tuple(c.model.input_size)
+
+        # data first: every bad-input error comes before any model is built
+        self.train_dataset = train_dataset if train_dataset is not None else \
+            builders.build_train_dataset(c.data, input_size, c.seed)
+        self.num_classes = builders.check_train_dataset(self.train_dataset, c.data.num_classes)
+        self.sampler = EpochBatchSampler(len(self.train_dataset), c.train.batch_size, seed=c.seed,
+                                         rank=self.ctx.rank, world_size=self.ctx.world_size)
+        self.total_steps = c.train.max_steps or c.train.epochs * self.sampler.steps_per_epoch
+        self.pair_sets = pair_sets if pair_sets is not None else (
+            builders.build_pair_sets(c.eval, c.data, input_size) if self.ctx.is_main else [])
+
+        self.model = (model if model is not None else builders.build_model(c.model))
+        self.model.to(self.ctx.device)
+        self.mean, self.std, self.bgr = builders.model_preprocessing(self.model)
+        embedding_dim = builders.model_embedding_dim(self.model, input_size)
+        if head is None:
+            head = builders.build_head(c.head, embedding_dim, self.num_classes)
+        if getattr(head, "num_classes", self.num_classes) != self.num_classes:
+            raise ValueError(f"the head has num_classes={head.num_classes} but the dataset "
+                             f"has {self.num_classes} identities")
+        self.classifier = build_classifier(head.to(self.ctx.device), self.ctx,
+                                           sample_rate=c.train.sample_rate)
+        self.backbone = wrap_backbone(self.model, self.ctx)
+
+        o = c.optimizer
+        opt_kwargs = dict(name=o.name, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                          betas=o.betas, eps=o.eps)
+        self.optimizer = build_optimizer(
+            split_decay_groups(self.model, o.weight_decay,
+                               decay_norm_and_bias=o.decay_norm_and_bias), **opt_kwargs)
+        head_wd = o.weight_decay if o.head_weight_decay is None else o.head_weight_decay
+        self.head_optimizer = build_optimizer(
+            [{"params": list(self.classifier.parameters()), "weight_decay": head_wd}],
+            **opt_kwargs)
+        s = c.schedule
+        self.scheduler = StepScheduler(
+            [self.optimizer, self.head_optimizer], name=s.name, total_steps=self.total_steps,
+            warmup_steps=s.warmup_steps, warmup_start_factor=s.warmup_start_factor,
+            power=s.power, milestones=s.milestones, gamma=s.gamma, min_lr=s.min_lr)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=c.train.precision == "fp16")
+        self.step = 0
+        self._loader: DataLoader | None = None
+        self.best_accuracy: float | None = None
+        self.best_step: int | None = None
+        self.history: list[dict[str, Any]] = []
+        if resume_state is not None:
+            self._load_state(resume_state)
+        self.logger = RunLogger(self.run_dir, enabled=self.ctx.is_main,
+                                resume_step=self.step if resume else None)
+        if self.ctx.is_main:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.run_dir / "config.yaml")
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything to continue exactly; the classifier and its optimizer state whole."""
+        return {
+            "step": self.step,
+            "sampler_step": self.step,
+            "config": config_to_dict(self.config),
+            "model": self.model.state_dict(),
+            "head": self.classifier.full_state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "head_optimizer": self.classifier.full_optimizer_state(self.head_optimizer),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(),
+            "best_accuracy": self.best_accuracy,
+            "best_step": self.best_step,
+            "world_size": self.ctx.world_size,
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.classifier.load_full_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.classifier.load_full_optimizer_state(self.head_optimizer, state["head_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self.best_accuracy, self.best_step = state["best_accuracy"], state["best_step"]
+
+    def save(self, name: str | None = None) -> Path | None:
+        """Write a checkpoint (rank 0 writes; every rank joins the gather)."""
+        state = self.state_dict()
+        if not self.ctx.is_main:
+            return None
+        path = save_checkpoint(state, self.ckpt_dir / (name or checkpoint_name(self.step)))
+        if name is None:
+            prune_checkpoints(self.ckpt_dir, self.config.train.keep_checkpoints)
+        return path
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, dict[str, Any]]:
+        if not self.ctx.is_main:
+            return {}
+        e = self.config.eval
+        autocast = torch.bfloat16 if self.config.train.precision == "bf16" else None
+        reports = {}
+        for pair_set in self.pair_sets:
+            report = evaluate_pair_set(self.model, pair_set, mean=self.mean, std=self.std,
+                                       batch_size=e.batch_size, flip=e.flip, n_folds=e.n_folds,
+                                       device=self.ctx.device, bgr=self.bgr,
+                                       autocast_dtype=autocast)
+            reports[pair_set.name] = report
+            self.logger.log_eval(self.step, pair_set.name, report)
+        self.history.append({"step": self.step, **{k: v["accuracy_mean"]
+                                                    for k, v in reports.items()}})
+        return reports
+
+    def _track_best(self, reports: dict[str, dict[str, Any]]) -> bool:
+        if not reports:
+            return False
+        key = self.config.eval.best_metric_set or next(iter(reports))
+        if key not in reports:
+            raise ValueError(f"eval.best_metric_set={key!r} is not one of {list(reports)}")
+        accuracy = float(reports[key]["accuracy_mean"])
+        if self.best_accuracy is None or accuracy > self.best_accuracy:
+            self.best_accuracy, self.best_step = accuracy, self.step
+            return True
+        return False
+
+    # ------------------------------------------------------------------ the loop
+    def _autocast(self):
+        p = self.config.train.precision
+        if p == "fp32":
+            return torch.autocast(self.ctx.device.type, enabled=False)
+        dtype = torch.bfloat16 if p == "bf16" else torch.float16
+        return torch.autocast(self.ctx.device.type, dtype=dtype)
+
+    def _batches(self):
+        if self._loader is None:  # one loader per trainer: its workers persist across epochs
+            workers = self.config.data.num_workers
+            self._loader = DataLoader(IndexedDataset(self.train_dataset),
+                                      batch_sampler=self.sampler, num_workers=workers,
+                                      persistent_workers=workers > 0,
+                                      prefetch_factor=4 if workers > 0 else None,
+                                      pin_memory=self.ctx.device.type == "cuda")
+        loader = self._loader
+        while self.step < self.total_steps:
+            self.sampler.set_position(self.step)
+            flips = flip_mask(self.config.seed, self.sampler.epoch, len(self.train_dataset)) \
+                if self.config.data.flip else None
+            for images, labels, indices in loader:
+                yield images, labels, (flips[indices] if flips is not None else None)
+                if self.step >= self.total_steps:
+                    return
+
+    def _train_step(self, images: torch.Tensor, labels: torch.Tensor,
+                    flips: torch.Tensor | None) -> tuple[float, float | None]:
+        dev = self.ctx.device
+        x = normalize_images(images.to(dev, non_blocking=True), self.mean, self.std,
+                             bgr=self.bgr)
+        if flips is not None and bool(flips.any()):
+            x = torch.where(flips.to(dev).view(-1, 1, 1, 1), torch.flip(x, dims=[3]), x)
+        labels = labels.to(dev, non_blocking=True).long()
+        with self._autocast():
+            embeddings = self.backbone(x)
+        embeddings = embeddings.float()
+        step_no = self.step + 1
+        if any_rank(not bool(torch.isfinite(embeddings).all()), self.ctx):
+            raise TrainingDiverged(f"non-finite embeddings at step {step_no}")
+        loss = self.classifier.loss(embeddings, labels)
+        if any_rank(not bool(torch.isfinite(loss)), self.ctx):
+            raise TrainingDiverged(f"non-finite loss ({float(loss.detach())}) at step {step_no}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.head_optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        grad_norm = None
+        if self.config.train.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            self.scaler.unscale_(self.head_optimizer)
+            grad_norm = self.classifier.clip_grad_norm(
+                list(self.model.parameters()), self.config.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.step(self.head_optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return float(loss.detach()), grad_norm
+
+    def fit(self, *, stop_after: int | None = None) -> dict[str, Any]:
+        """Run to ``total_steps`` (or stop after step ``stop_after``, as if interrupted)."""
+        c = self.config
+        start_step = self.step
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=not (c.train.progress and self.ctx.is_main), desc="train")
+        train_seconds, images_seen, loss_value = 0.0, 0, math.nan
+        window_t, window_images = time.perf_counter(), 0
+        started = time.perf_counter()
+        last_ckpt = None
+        try:
+            tick = time.perf_counter()
+            for images, labels, flips in self._batches():
+                try:
+                    loss_value, grad_norm = self._train_step(images, labels, flips)
+                except TrainingDiverged as error:
+                    good = last_ckpt or self._latest_checkpoint_name()
+                    raise TrainingDiverged(
+                        f"{error}; training stopped. Last good checkpoint: {good or 'none'}"
+                    ) from None
+                self.step += 1
+                now = time.perf_counter()
+                train_seconds += now - tick
+                batch_images = images.shape[0] * self.ctx.world_size
+                images_seen += batch_images
+                window_images += batch_images
+                lr = self.scheduler.get_last_lr()[0]
+                if self.step % c.train.log_interval == 0 or self.step == self.total_steps:
+                    rate = window_images / max(now - window_t, 1e-9)
+                    self.logger.log_step(self.step, {
+                        "epoch": self.step / self.sampler.steps_per_epoch, "loss": loss_value,
+                        "lr": lr, "images_per_second": rate,
+                        "grad_norm": "" if grad_norm is None else grad_norm})
+                    bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}",
+                                    img_s=f"{rate:.0f}")
+                    window_t, window_images = now, 0
+                bar.update(1)
+                if c.eval.interval and self.step % c.eval.interval == 0 \
+                        and self.step < self.total_steps:
+                    self._evaluate_and_keep_best()
+                if c.train.checkpoint_interval and self.step % c.train.checkpoint_interval == 0:
+                    last_ckpt = self.save()
+                if stop_after is not None and self.step >= stop_after:
+                    break
+                tick = time.perf_counter()
+        finally:
+            bar.close()
+        interrupted = self.step < self.total_steps
+        if interrupted:
+            self.logger.close()
+            return {"steps": self.step, "interrupted": True}
+        reports = self._evaluate_and_keep_best()
+        self.save()
+        summary = self._finish(reports, start_step, train_seconds, images_seen,
+                               time.perf_counter() - started, loss_value)
+        return summary
+
+    def _latest_checkpoint_name(self) -> Path | None:
+        from marginface.train.checkpoint import list_checkpoints
+
+        found = list_checkpoints(self.ckpt_dir)
+        return found[-1][1] if found else None
+
+    def _evaluate_and_keep_best(self) -> dict[str, dict[str, Any]]:
+        reports = self.evaluate()  # rank 0 only
+        # saving gathers the sharded classifier: every rank must take part, so rank 0's
+        # decision is shared with all of them
+        if any_rank(self._track_best(reports), self.ctx):
+            self.save("best.ckpt")
+        return reports
+
+    def _finish(self, reports: dict[str, dict[str, Any]], start_step: int, train_seconds: float,
+                images_seen: int, seconds: float, loss_value: float) -> dict[str, Any]:
+        self.logger.close()
+        if not self.ctx.is_main:
+            return {"steps": self.step}
+        key = self.config.eval.best_metric_set or (next(iter(reports)) if reports else None)
+        summary = {
+            "run_dir": str(self.run_dir),
+            "steps": self.step,
+            "steps_this_session": self.step - start_step,
+            "final_loss": loss_value,
+            "final_accuracy": reports[key]["accuracy_mean"] if key else None,
+            "best_accuracy": self.best_accuracy,
+            "best_step": self.best_step,
+            "images_per_second": images_seen / train_seconds if train_seconds else 0.0,
+            "seconds": seconds,
+            "train_seconds": train_seconds,
+            "world_size": self.ctx.world_size,
+            "num_classes": self.num_classes,
+            "verification": {k: {m: v.get(m) for m in ("accuracy_mean", "accuracy_std", "auc",
+                                                        "eer", "pairs")}
+                             for k, v in reports.items()},
+            "skipped_images": _count(getattr(self.train_dataset, "skipped", 0)),
+        }
+        self._save_model_file()
+        write_summary(self.run_dir, summary)
+        plot_run(self.run_dir)
+        summary["text"] = format_summary(summary)
+        return summary
+
+    def _save_model_file(self) -> None:
+        try:
+            from marginface.models import save_model
+        except ImportError:  # a backbone from outside marginface.models: plain state dict
+            save_model = None
+        if save_model is not None and hasattr(self.model, "config"):
+            save_model(self.model, self.run_dir / "model.safetensors")
+        else:
+            torch.save(self.model.state_dict(), self.run_dir / "model.pt")
+
+
+def _count(skipped: Any) -> int:
+    """Datasets report skipped images as a count or as a list of them."""
+    return len(skipped) if isinstance(skipped, (list, tuple)) else int(skipped or 0)

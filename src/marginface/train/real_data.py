@@ -1,0 +1,223 @@
+"""Real face data for training: image folders, ``.rec`` files and the LFW protocol.
+
+Readers, alignment and pair sets come from ``marginface.data``; this module shapes them for the
+trainer: every item becomes ``(uint8 (3, H, W) RGB at the model's input size, label)`` (the
+engine flips and scales batches), identity folders can be selected or held out, and verification
+pairs can be drawn from held-out identity folders.
+
+Crops: an image already at the input size is used as it is; otherwise it is aligned from its
+5-point landmarks when they are known (LFW), else centre-cropped to the input's aspect and resized
+(``marginface.data.align.center_crop``; the ORL recipe).
+
+Unreadable images: without ``data.skip_unreadable`` every file is checked (``PIL verify``) before
+training and the first bad one is an error naming it; with it, bad files are left out and counted
+in ``dataset.skipped`` (reported in summary.json).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from marginface.train.config import DataConfig, EvalSetConfig
+
+__all__ = ["FaceCrop", "IdentitySubset", "LFWPeopleDataset", "folder_pairs",
+           "check_readable", "build_real_dataset", "build_real_pair_set"]
+
+_TEMPLATES = {(112, 96): "sphereface_112x96", (112, 112): "arcface_112x112"}
+
+
+class FaceCrop:
+    """PIL image -> uint8 (3, H, W): as is at the input size, else aligned or centre-cropped."""
+
+    def __init__(self, input_size: tuple[int, int]) -> None:
+        self.size = (int(input_size[0]), int(input_size[1]))
+
+    def __call__(self, image: Image.Image, landmarks: np.ndarray | None = None) -> torch.Tensor:
+        from marginface.data.align import align_face, center_crop
+
+        image = image.convert("RGB")
+        if landmarks is not None:
+            template = _TEMPLATES.get(self.size)
+            if template is None:
+                raise ValueError(f"model.input_size={self.size}: alignment from landmarks needs "
+                                 f"(112, 96) or (112, 112)")
+            image = align_face(image, landmarks, template)
+        elif image.size != (self.size[1], self.size[0]):
+            image = center_crop(image, self.size)
+        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def check_readable(paths: list[Path]) -> None:
+    """Raise ValueError naming the first file Pillow cannot verify (header and structure)."""
+    bad = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as error:  # Pillow raises many types for a broken file
+            bad.append((path, error))
+    if bad:
+        path, error = bad[0]
+        raise ValueError(f"{len(bad)} unreadable image(s), first {path}: {error} "
+                         f"(set data.skip_unreadable=true to skip and count them)")
+
+
+class IdentitySubset(Dataset):
+    """Only the images of the named identities of a folder dataset, relabelled 0..K-1."""
+
+    def __init__(self, dataset: Any, names: list[str]) -> None:
+        index = {name: i for i, name in enumerate(dataset.classes)}
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise ValueError(f"data.identities: {unknown[:3]} are not folders of "
+                             f"{getattr(dataset, 'root', 'the dataset')}")
+        keep = {index[n]: new for new, n in enumerate(names)}
+        self.dataset = dataset
+        self.classes = list(names)
+        self.items = [(i, keep[label]) for i, label in enumerate(dataset.labels) if label in keep]
+        self.skipped = getattr(dataset, "skipped", [])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def labels(self) -> list[int]:
+        return [label for _, label in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        source, label = self.items[index]
+        return self.dataset[source][0], label
+
+
+class LFWPeopleDataset(Dataset):
+    """LFW "unrestricted, no outside data": the people of every fold of people.txt but one,
+    aligned from lfw_landmark.txt; label = the person's index among the kept people."""
+
+    def __init__(self, root: str | Path, *, exclude_fold: int, input_size: tuple[int, int],
+                 people_file: str | Path | None = None) -> None:
+        from marginface.data.lfw import lfw_image_path, read_landmarks, read_lfw_people
+
+        self.root = Path(root)
+        folds = read_lfw_people(people_file or self.root / "people.txt")
+        if not 1 <= exclude_fold <= len(folds):
+            raise ValueError(f"data.exclude_fold must be in 1..{len(folds)}, got {exclude_fold}")
+        people = sorted({name: n for i, fold in enumerate(folds, 1) if i != exclude_fold
+                         for name, n in fold}.items())
+        landmark_path = self.root / "lfw_landmark.txt"
+        self.landmarks = read_landmarks(landmark_path) if landmark_path.is_file() else {}
+        self.classes = [name for name, _ in people]
+        self.items: list[tuple[str, int]] = [
+            (lfw_image_path(name, k), label)
+            for label, (name, count) in enumerate(people) for k in range(1, count + 1)
+        ]
+        missing = [p for p, _ in self.items if not (self.root / "images" / p).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} LFW image(s) listed in people.txt are "
+                                    f"missing, first {self.root / 'images' / missing[0]}")
+        self.crop = FaceCrop(input_size)
+        self.centre_cropped = sum(1 for p, _ in self.items if p not in self.landmarks)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def labels(self) -> list[int]:
+        return [label for _, label in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        path, label = self.items[index]
+        with Image.open(self.root / "images" / path) as image:
+            return self.crop(image, self.landmarks.get(path)), label
+
+
+def build_real_dataset(config: DataConfig, input_size: tuple[int, int]) -> Dataset:
+    from marginface.data import ImageFolderDataset, RecordDataset
+
+    path = Path(config.path)
+    crop = FaceCrop(input_size)
+    if config.kind == "lfw":
+        if config.exclude_fold is None:
+            raise ValueError("data.exclude_fold (1..10) is required for data.kind='lfw'")
+        return LFWPeopleDataset(path, exclude_fold=config.exclude_fold, input_size=input_size,
+                                people_file=config.people_file)
+    if config.kind == "rec":
+        return RecordDataset(path, transform=crop)
+    if not path.is_dir():
+        raise FileNotFoundError(f"data.path: image folder {path} does not exist")
+    dataset = ImageFolderDataset(path, transform=crop, skip_undecodable=config.skip_unreadable)
+    names = [n for n in (config.identities or dataset.classes)
+             if n not in set(config.exclude_identities)]
+    if not config.skip_unreadable:
+        keep = set(names)
+        check_readable([p for p, label in dataset.samples if dataset.classes[label] in keep])
+    if names != dataset.classes:
+        return IdentitySubset(dataset, names)
+    return dataset
+
+
+def folder_pairs(root: str | Path, identities: list[str] | None, num_pairs: int, *,
+                 seed: int = 0, name: str = "folder") -> Any:
+    """A ``PairSet`` of ``num_pairs`` pairs (half same, half different identity) drawn with
+    ``seed`` from the images of ``identities`` (default: all) under ``root``."""
+    from marginface.data import ImageItem, PairSet, list_images
+
+    root = Path(root)
+    names = identities or sorted(p.name for p in root.iterdir() if p.is_dir())
+    files = {n: list_images(root / n) for n in names}
+    usable = [n for n in names if len(files[n]) >= 2]
+    if len(usable) < 2:
+        raise ValueError(f"{root}: pairs need at least 2 identities with 2+ images each")
+    images, pairs, issame = [], [], []
+    offsets = {}
+    for n in names:
+        offsets[n] = len(images)
+        images += [ImageItem(p, f"{n}/{p.name}") for p in files[n]]
+    rng = np.random.default_rng(seed)
+    for i in range(num_pairs):
+        if i % 2 == 0:
+            n = usable[rng.integers(len(usable))]
+            a, b = rng.choice(len(files[n]), 2, replace=False)
+            pairs.append((offsets[n] + a, offsets[n] + b))
+        else:
+            n1, n2 = rng.choice(len(usable), 2, replace=False)
+            n1, n2 = usable[n1], usable[n2]
+            pairs.append((offsets[n1] + rng.integers(len(files[n1])),
+                          offsets[n2] + rng.integers(len(files[n2]))))
+        issame.append(i % 2 == 0)
+    return PairSet(images=images, pairs=np.array(pairs), issame=np.array(issame), name=name)
+
+
+def build_real_pair_set(item: EvalSetConfig, input_size: tuple[int, int], *, where: str) -> Any:
+    from marginface.data import load_pairs
+
+    if item.kind == "folder":
+        pair_set = folder_pairs(item.path, item.identities, item.num_pairs, name=item.name)
+    else:
+        spec = f"lfw:{item.path}" if item.kind == "lfw" else item.path
+        pair_set = load_pairs(spec, skip_bad_images=item.skip_bad_images)
+        pair_set.name = item.name
+    if item.folds is not None:
+        if pair_set.folds is None:
+            raise ValueError(f"{where}.folds: {item.path} defines no folds")
+        keep = np.isin(pair_set.folds, np.asarray(item.folds) - 1)  # folds are 1-based here
+        if not keep.any():
+            raise ValueError(f"{where}.folds={item.folds}: no pairs in those folds")
+        pair_set = pair_set.subset(keep)
+        pair_set.folds = None  # the held-out pairs are split into contiguous folds for accuracy
+        pair_set.skipped = 0  # pairs of other folds are not skipped, just not part of the test
+    pair_set.skip_bad = item.skip_bad_images
+    return pair_set

@@ -1,0 +1,40 @@
+"""Every shipped example config validates, and its head and backbone build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from marginface.train.builders import build_head, build_model
+from marginface.train.config import load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def test_there_is_a_config_per_head():
+    names = {load_config(p).head.name for p in CONFIGS if "mobilefacenet_" in p.name}
+    assert names == {"softmax", "normface", "sphereface", "cosface", "arcface", "combined"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_builds(path):
+    config = load_config(path)
+    head = build_head(config.head, 16, 5)
+    assert head.weight.shape == (5, 16)
+    assert type(head).__name__.lower().startswith(config.head.name[:4])
+    model = build_model(config.model)
+    assert tuple(model.config.input_size) == tuple(config.model.input_size)
+    loss = head.loss(torch.randn(4, 16), torch.tensor([0, 1, 2, 4]))
+    assert torch.isfinite(loss)
+
+
+def test_head_option_errors_name_the_key():
+    config = load_config(None, ["train.max_steps=1", "head.name=arcface",
+                                "head.options={m3: 0.1}"])
+    with pytest.raises(ValueError, match=r"head.options.m3: arcface does not take 'm3'"):
+        build_head(config.head, 16, 5)
+    config = load_config(None, ["train.max_steps=1", "head.name=softmax", "head.scale=3.0"])
+    with pytest.raises(ValueError, match="head.scale: softmax does not take 'scale'"):
+        build_head(config.head, 16, 5)
