@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import TinyCosFace, TinyNet
 from PIL import Image
+from train_helpers import TinyCosFace, TinyNet
 
 from marginface.cli.main import main
 from marginface.train.config import load_config
@@ -40,7 +40,6 @@ def _folder(root, identities=3, per_identity=4, size=(32, 32)):
 
 
 def _trainer(tmp_path, data_dir, *extra, classes=3):
-    pytest.importorskip("marginface.data", reason="awaits the data branch")
     config = load_config(None, ["model.input_size=[32, 32]", "data.kind=folder",
                                 f"data.path={data_dir}", "train.batch_size=4",
                                 "train.max_steps=2", "train.progress=false", "eval.sets=[]",
@@ -78,7 +77,6 @@ def test_identity_selection_and_missing_images(tmp_path):
 
 
 def test_folder_pairs_are_balanced_and_within_identities(tmp_path):
-    pytest.importorskip("marginface.data", reason="awaits the data branch")
     from marginface.train.real_data import folder_pairs
 
     data = _folder(tmp_path / "faces", identities=4)

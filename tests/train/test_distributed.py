@@ -14,7 +14,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from helpers import TinyNet
+from train_helpers import TinyNet
 
 from marginface.train.checkpoint import load_checkpoint
 from marginface.train.config import load_config
@@ -76,8 +76,6 @@ def _losses(run_dir):
 
 
 def test_two_ranks_match_one_process(tmp_path):
-    pytest.importorskip("marginface.train.sharded_classifier",
-                        reason="awaits the fused branch (ShardedClassifier)")
     single = _build(tmp_path / "one")
     single.fit()
     # two ranks, interrupted after 3 steps and resumed in ONE process: the checkpoint holds the

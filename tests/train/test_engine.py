@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TinyCosFace, TinyNet
 from torch.utils.data import Dataset
+from train_helpers import TinyCosFace, TinyNet
 
 from marginface.train.checkpoint import list_checkpoints, load_checkpoint
 from marginface.train.config import load_config

@@ -50,8 +50,6 @@ def test_same_identity_images_are_closer_than_others():
 def test_short_run_learns_and_writes_every_artefact(tmp_path):
     """MobileFaceNet (width 0.25, 32x32) + CosFace on synthetic faces: held-out verification
     rises well above chance, and the run directory holds every artefact."""
-    pytest.importorskip("marginface.models", reason="awaits the models branch")
-    pytest.importorskip("marginface.eval.verification", reason="awaits the data/eval branch")
     from marginface.models import load_model
     from marginface.train.run import run_training
 

@@ -38,11 +38,11 @@ DEMO_OVERRIDES: tuple[str, ...] = (
     "optimizer.weight_decay=1e-4",
     "schedule.name=poly",
     "schedule.warmup_steps=20",
-    "train.max_steps=400",
+    "train.max_steps=150",
     "train.batch_size=64",
-    "train.checkpoint_interval=200",
+    "train.checkpoint_interval=50",
     "train.log_interval=10",
-    "eval.interval=100",
+    "eval.interval=50",
     "seed=0",
 )
 
