@@ -238,3 +238,20 @@ def test_fillers_follow_caffe_fans(kind, norm):
                        torch.full((3,), 30.0))
     with pytest.raises(ValueError, match="conv1 weight.*bilinear"):
         fill(w, parse_prototxt('type: "bilinear"'), where="conv1 weight")
+
+
+def test_fill_takes_a_mapping_like_the_library_layers():
+    """One filler implementation: the seed layers' keyword dicts go through the same ``fill``."""
+    t = fill(torch.empty(4, 6), {"type": "constant", "value": 2.5})
+    assert torch.equal(t, torch.full((4, 6), 2.5))
+    torch.manual_seed(0)
+    x = fill(torch.empty(200, 50), {"type": "xavier"})
+    assert float(x.abs().max()) <= (3.0 / 50) ** 0.5 and float(x.abs().max()) > 0.2
+    assert torch.count_nonzero(fill(torch.empty(3), {})) == 0  # Caffe default: constant 0
+    with pytest.raises(ValueError,
+                       match=r"InnerProduct weight: unknown filler field\(s\) \['vlaue'\]"):
+        fill(torch.empty(2), {"type": "constant", "vlaue": 1}, where="InnerProduct weight")
+    from marginface.caffe.layers import InnerProduct
+
+    with pytest.raises(ValueError, match="InnerProduct weight: unknown filler type 'bogus'"):
+        InnerProduct(3, 4, weight_filler={"type": "bogus"})

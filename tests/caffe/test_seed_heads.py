@@ -119,43 +119,39 @@ def test_seed_head_training_lowers_the_loss(caffe_dir, library, one_thread, head
     assert last < 0.5 * first, (head, float(first), float(last))
 
 
+@pytest.mark.slow
 def test_amsoftmax_spherenet20_training_lowers_the_loss(caffe_dir, library, one_thread):
-    """The AM-Softmax SphereNet-20 net with its solver, on synthetic 112x96 faces.
+    """200 iterations of the AM-Softmax SphereNet-20 net with its solver on the embedded data.
 
-    Three classes of smooth random colour patterns plus pixel noise, 0..255 values transformed
-    as the net's ImageData layer says ((x - 128) * 0.0078125). The classifier (fc6_l2) is shrunk
-    from 10516 to 3 classes and the solver's base_lr lowered from 0.1 to 0.005 for a fresh net
-    with tiny batches; 12 iterations of batch 3 (a forward and backward of SphereNet-20 at 112x96
-    costs about 0.5 s per image on a busy 2-core CPU, so a few hundred iterations are out of a
-    unit test's reach). The loss on a fixed held-out batch must fall by half.
+    The embedded default data (``marginface.train.synthetic``: rendered face-like identities),
+    10 identities x 8 images, fed through the net's own ImageData transform (BGR, ``(x - 128) *
+    0.0078125``, random mirror) by ``marginface.caffe.data_map``. Made affordable on 2 CPU cores
+    (about 25 s on one busy thread) by three documented overrides: the data blob is 16x16 instead
+    of 112x96 (the convolutions are size-agnostic; fc5 takes its input size from the blob shape:
+    512x1x1), the classifier fc6_l2 has 10 outputs instead of 10516, and the batch is 8. The
+    solver is the real face_solver.prototxt with base_lr 0.0003 instead of 0.1 (a fresh net on
+    tiny batches) and its multistep stepvalues 16000/24000/28000 of 30000 scaled to 107/160/187
+    of 200. The mean loss of the last 20 iterations must be under 30% of the first 20's.
     """
-    classes, batch = 3, 3
+    from marginface.caffe.data_map import data_shape, feed_for_net, net_data_layer
+    from marginface.train.synthetic import SyntheticFaces
+
+    classes, batch, size, steps = 10, 8, (16, 16), 200
+    torch.manual_seed(0)
     root = _shrunk(caffe_dir / "amsoftmax" / "face_train_test.prototxt", "fc6_l2", classes)
-    net = load_net(root, "TRAIN", input_shapes={"data": (batch, 3, 112, 96)})
-    (data,) = net.data_layers
+    data = net_data_layer(load_net(root, "TRAIN"))
     assert (data.scale, data.mean_value, data.mirror) == (0.0078125, [128.0], True)
+    net = load_net(root, "TRAIN", input_shapes={"data": data_shape(data, size, batch)})
+    assert net.blob_shapes["fc5"] == (batch, 512)
+    faces = SyntheticFaces(classes, 8, image_size=size, seed=3)
+    feed = feed_for_net(net, faces, batch_size=batch, seed=0)
     solver = read_prototxt(caffe_dir / "amsoftmax" / "face_solver.prototxt")
-    solver._fields["base_lr"] = [0.005]
+    assert solver.get_all("stepvalue") == [16000, 24000, 28000]
+    solver._fields["base_lr"] = [0.0003]
+    solver._fields["stepvalue"] = [107, 160, 187]
+    solver._fields["max_iter"] = [steps]
     solver._fields.pop("snapshot")
-    patterns = torch.rand(classes, 3, 7, 6, generator=torch.Generator().manual_seed(3)) * 255
-
-    def make(g: torch.Generator, n: int) -> dict[str, torch.Tensor]:
-        labels = torch.arange(n) % classes
-        images = F.interpolate(patterns[labels], size=(112, 96), mode="bilinear",
-                               align_corners=False)
-        images = images + 20 * torch.randn(images.shape, generator=g)
-        return {"data": (images - 128) * 0.0078125, "label": labels}
-
-    def batches():
-        g = torch.Generator().manual_seed(4)
-        while True:
-            yield make(g, batch)
-
-    held = make(torch.Generator().manual_seed(5), 6)
-    with torch.no_grad():
-        before = float(net(**held)["softmax_loss"])
-    losses = train_caffe_net(net, solver, batches(), max_iter=12, progress=False)
-    with torch.no_grad():
-        after = float(net(**held)["softmax_loss"])
-    assert all(torch.isfinite(torch.tensor(losses)))
-    assert after < 0.5 * before, (before, after, losses)
+    losses = torch.tensor(train_caffe_net(net, solver, feed, progress=False))
+    assert len(losses) == steps and bool(torch.isfinite(losses).all())
+    first, last = float(losses[:20].mean()), float(losses[-20:].mean())
+    assert last < 0.3 * first, (first, last)

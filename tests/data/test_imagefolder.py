@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from marginface.data import ImageFolderDataset, Preprocessing, TrainTransform
 
@@ -56,3 +57,17 @@ def test_train_transform_scaling_and_flip(image_folder):
         TrainTransform(Preprocessing(), (112, 112))(image)
     with pytest.raises(ValueError, match="channel_order"):
         Preprocessing(channel_order="RGBA")
+
+
+def test_transform_from_a_models_config(tmp_path):
+    import marginface.models as models
+
+    model = models.create_model("iresnet18", input_size=(112, 112))
+    transform = TrainTransform(model.config.preprocessing, model.config.input_size, flip_p=0.0)
+    assert transform.preprocessing.template == "arcface_112x112"
+    image = Image.new("RGB", (112, 112), (255, 0, 127))
+    x = transform(image)
+    # insightface scaling (x / 255 - 0.5) / 0.5 for iresnet
+    torch.testing.assert_close(
+        x[:, 0, 0], torch.tensor([1.0, -1.0, -0.00392157]), atol=1e-5, rtol=0
+    )

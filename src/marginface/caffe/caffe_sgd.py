@@ -52,21 +52,26 @@ class CaffeSGD(torch.optim.Optimizer):
                 scale = self.clip_gradients / norm
         for group in self.param_groups:
             mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
+            factor = scale / group["iter_size"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad * (scale / group["iter_size"])
+                decay = None
                 if wd:
-                    g = g + wd * (p if group["regularization"] == "L2" else torch.sign(p))
+                    decay = p if group["regularization"] == "L2" else torch.sign(p)
                 state = self.state[p]
                 history = state.get("history")
                 if history is None:
                     history = state["history"] = torch.zeros_like(p)
                 if group["nesterov"]:
                     previous = history.clone()
-                    history.mul_(mu).add_(g, alpha=lr)
+                # v = mu v + lr (g factor + wd decay), in place: no temporaries of the
+                # parameter's size (the optimizer step dominated small-input CPU training)
+                history.mul_(mu).add_(p.grad, alpha=lr * factor)
+                if decay is not None:
+                    history.add_(decay, alpha=lr * wd)
+                if group["nesterov"]:
                     p.sub_((1.0 + mu) * history - mu * previous)
                 else:
-                    history.mul_(mu).add_(g, alpha=lr)
                     p.sub_(history)
         return loss

@@ -12,21 +12,47 @@ Caffe's definitions, for a blob with ``count`` elements and shape ``(d0, d1, ...
 - ``msra``: N(0, 2 / n) (He et al. 2015).
 
 A missing filler message means Caffe's default, ``constant`` 0 (Caffe's layers pass their own
-defaults where they differ: Scale 1, PReLU 0.25).
+defaults where they differ: Scale 1, PReLU 0.25). The filler is a prototxt ``Message`` or a plain
+mapping of the same fields (the keyword form of ``marginface.caffe.layers``); a field
+FillerParameter does not define is an error.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from marginface.caffe.prototxt import Message
 
-__all__ = ["fill", "FILLER_TYPES"]
+__all__ = ["fill", "FILLER_TYPES", "FILLER_FIELDS"]
 
 FILLER_TYPES = ("constant", "uniform", "gaussian", "xavier", "msra")
+#: The fields of Caffe's FillerParameter.
+FILLER_FIELDS = frozenset({"type", "value", "min", "max", "mean", "std", "sparse",
+                           "variance_norm"})
+
+
+def _as_message(filler: Message | Mapping[str, Any], where: str) -> Message:
+    if isinstance(filler, Message):
+        fields = filler.fields()
+        message = filler
+    elif isinstance(filler, Mapping):
+        fields = list(filler)
+        message = Message()
+        for key, value in filler.items():
+            message.add(str(key), value)
+    else:
+        raise ValueError(f"{where}: a filler must be a message or a mapping, got "
+                         f"{type(filler).__name__}")
+    unknown = sorted(set(fields) - FILLER_FIELDS)
+    if unknown:
+        raise ValueError(f"{where}: unknown filler field(s) {unknown} (FillerParameter has "
+                         f"{sorted(FILLER_FIELDS)})")
+    return message
 
 
 def _fan_n(shape: tuple[int, ...], norm: str, where: str) -> float:
@@ -47,7 +73,8 @@ def _fan_n(shape: tuple[int, ...], norm: str, where: str) -> float:
 
 
 @torch.no_grad()
-def fill(tensor: Tensor, filler: Message | None, *, default_value: float = 0.0,
+def fill(tensor: Tensor, filler: Message | Mapping[str, Any] | None, *,
+         default_value: float = 0.0,
          where: str = "filler") -> Tensor:
     """Fill ``tensor`` in place as Caffe's ``filler`` message says; returns the tensor.
 
@@ -56,6 +83,7 @@ def fill(tensor: Tensor, filler: Message | None, *, default_value: float = 0.0,
     """
     if filler is None:
         return tensor.fill_(default_value)
+    filler = _as_message(filler, where)
     kind = str(filler.get("type", "constant")).lower()
     shape = tuple(tensor.shape)
     if kind == "constant":

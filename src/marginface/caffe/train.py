@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +80,15 @@ class _Batches:
 def train_caffe_net(net: CaffeNet, solver_config: Any,
                     batches: Iterable[Mapping[str, Tensor]], *, max_iter: int | None = None,
                     progress: bool = True, snapshot_dir: str | Path | None = None,
-                    ) -> list[float]:
+                    callback: Callable[[int, float, float, torch.optim.Optimizer], None]
+                    | None = None) -> list[float]:
     """Run ``max_iter`` (default: the solver's) Caffe iterations; returns the loss per iteration.
 
     ``batches`` yields dicts of the net's input tensors (``{"data": x, "label": y}``) and is
     cycled when it can be iterated again. ``solver_config``: a ``SolverConfig``, a dict / parsed
     message of solver fields, or a solver.prototxt path. Snapshots need ``snapshot_dir``.
+    ``callback(iteration, loss, rate, optimizer)`` runs after each update (iteration counts from
+    1): the hook for run logs and checkpoints (``marginface.caffe.train_run``).
     """
     from marginface.caffe.solver import caffe_learning_rate, make_torch_optimizer
 
@@ -127,6 +130,8 @@ def train_caffe_net(net: CaffeNet, solver_config: Any,
         losses.append(total / solver.iter_size)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{rate:.3g}")
         done = it + 1
+        if callback is not None:
+            callback(done, losses[-1], rate, optimizer)
         if solver.snapshot and snapshot_dir is not None and done % solver.snapshot == 0:
             _save_atomically({"state_dict": net.state_dict(), "iteration": done},
                              snapshot_path(snapshot_dir, solver.snapshot_prefix, done))

@@ -18,6 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default: runs/<config>-<time>)")
     p.add_argument("--max-steps", type=int, help="total number of optimizer steps")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--caffe-net", metavar="NET.prototxt",
+                   help="train this Caffe net (its Data/ImageData layer is fed the config's "
+                        "dataset) instead of a marginface model; needs --caffe-solver")
+    p.add_argument("--caffe-solver", metavar="SOLVER.prototxt",
+                   help="the Caffe solver whose settings train --caffe-net")
     p.set_defaults(func=_train)
 
     d = subparsers.add_parser(
@@ -31,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.caffe_net or args.caffe_solver:
+        return _train_caffe(args)
     from marginface.train.engine import TrainingDiverged
     from marginface.train.run import run_training
 
@@ -47,4 +54,19 @@ def _demo(args: argparse.Namespace) -> int:
     from marginface.train.run import run_demo
 
     run_demo(args.out, max_steps=args.max_steps, overrides=args.overrides)
+    return 0
+
+
+def _train_caffe(args: argparse.Namespace) -> int:
+    if not (args.caffe_net and args.caffe_solver):
+        raise ValueError("--caffe-net and --caffe-solver go together")
+    if args.resume:
+        raise ValueError("--resume is not supported with --caffe-net")
+    from marginface.caffe.train_run import train_caffe_from_config
+
+    run = train_caffe_from_config(args.caffe_net, args.caffe_solver, config=args.config,
+                                  overrides=args.overrides, out=args.out,
+                                  max_steps=args.max_steps)
+    print(f"trained {len(run.losses)} iterations, final loss {run.losses[-1]:.4f}; "
+          f"run directory {run.run_dir}, weights {run.caffemodel}")
     return 0

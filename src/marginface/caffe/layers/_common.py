@@ -1,4 +1,5 @@
-"""Helpers shared by the seed's Caffe layers: label blobs, weight fillers, phase-free checks.
+"""Helpers shared by the seed's Caffe layers: label blobs, phase-free checks (fillers are
+``marginface.caffe.fillers.fill``).
 
 Caffe stores labels as float blobs of shape (N,) or (N, 1, 1, 1) and casts them with
 ``static_cast<int>``; these helpers accept that layout as well as integer tensors, and raise
@@ -8,8 +9,6 @@ Caffe stores labels as float blobs of shape (N,) or (N, 1, 1, 1) and casts them 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -57,45 +56,6 @@ def as_rows(bottom: Tensor, layer: str) -> Tensor:
     if bottom.dim() < 1 or bottom.shape[0] == 0:
         raise ValueError(f"{layer}: bottom must have a batch axis, got {tuple(bottom.shape)}")
     return bottom.reshape(bottom.shape[0], -1)
-
-
-def fill_(tensor: Tensor, filler: Mapping[str, Any] | None, *, default: str = "constant") -> Tensor:
-    """Fill ``tensor`` in place as Caffe's ``FillerParameter`` defines it.
-
-    Supported types: constant (value), uniform (min, max), gaussian (mean, std), xavier and
-    msra (variance_norm FAN_IN | FAN_OUT | AVERAGE, with fan_in = count / shape[0] and
-    fan_out = count / shape[1], Caffe's convention). Unknown types or keys are errors.
-    """
-    spec = dict(filler or {})
-    kind = str(spec.pop("type", default))
-    allowed = {"value", "min", "max", "mean", "std", "variance_norm", "sparse"}
-    unknown = set(spec) - allowed
-    if unknown:
-        raise ValueError(f"filler: unknown field(s) {sorted(unknown)} for type {kind!r}")
-    if int(spec.get("sparse", -1)) not in (-1,):
-        raise ValueError(f"filler: sparse gaussian fill is not supported, got {spec['sparse']!r}")
-    with torch.no_grad():
-        if kind == "constant":
-            return tensor.fill_(float(spec.get("value", 0.0)))
-        if kind == "uniform":
-            return tensor.uniform_(float(spec.get("min", 0.0)), float(spec.get("max", 1.0)))
-        if kind == "gaussian":
-            return tensor.normal_(float(spec.get("mean", 0.0)), float(spec.get("std", 1.0)))
-        if kind in ("xavier", "msra"):
-            count = tensor.numel()
-            fan_in = count / tensor.shape[0] if tensor.dim() > 0 else 1.0
-            fan_out = count / tensor.shape[1] if tensor.dim() > 1 else float(count)
-            norm = str(spec.get("variance_norm", "FAN_IN"))
-            n = {"FAN_IN": fan_in, "FAN_OUT": fan_out,
-                 "AVERAGE": (fan_in + fan_out) / 2.0}.get(norm)
-            if n is None:
-                raise ValueError(f"filler: variance_norm must be FAN_IN, FAN_OUT or AVERAGE, "
-                                 f"got {norm!r}")
-            if kind == "xavier":
-                bound = math.sqrt(3.0 / n)
-                return tensor.uniform_(-bound, bound)
-            return tensor.normal_(0.0, math.sqrt(2.0 / n))
-    raise ValueError(f"filler: unknown type {kind!r} (constant, uniform, gaussian, xavier, msra)")
 
 
 def check_tops(layer: str, num_tops: int, allowed: tuple[int, ...]) -> int:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from marginface.caffe.layers._common import fill_
+from marginface.caffe.fillers import fill
 
 #: The constant Caffe's normalised InnerProduct adds to each row's sum of squares.
 WEIGHT_NORM_EPS = 1e-6
@@ -72,9 +72,9 @@ class InnerProduct(LazyModuleMixin, nn.Module):
         """Fill the blobs with the layer's fillers (Caffe default: constant 0)."""
         if self.has_uninitialized_params():
             return
-        fill_(self.weight, self.weight_filler)
+        fill(self.weight, self.weight_filler, where="InnerProduct weight")
         if self.bias is not None:
-            fill_(self.bias, self.bias_filler)
+            fill(self.bias, self.bias_filler, where="InnerProduct bias")
 
     @property
     def blob_names(self) -> list[str]:

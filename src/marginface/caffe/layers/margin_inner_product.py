@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from marginface.caffe.layers._common import check_finite, check_tops, fill_, label_vector
+from marginface.caffe.fillers import fill
+from marginface.caffe.layers._common import check_finite, check_tops, label_vector
 from marginface.functional import sphereface_lambda
 
 MARGIN_TYPES = {"SINGLE": 1, "DOUBLE": 2, "TRIPLE": 3, "QUADRUPLE": 4}
@@ -95,7 +96,7 @@ class MarginInnerProduct(LazyModuleMixin, nn.Module):
             self.weight = nn.UninitializedParameter()
         else:
             self.weight = nn.Parameter(torch.empty(num_output, in_features))
-            fill_(self.weight, self.weight_filler)
+            fill(self.weight, self.weight_filler, where="MarginInnerProduct weight")
 
     @property
     def blob_names(self) -> list[str]:
@@ -111,7 +112,7 @@ class MarginInnerProduct(LazyModuleMixin, nn.Module):
             with torch.no_grad():
                 self.in_features = bottom.flatten(1).shape[1]
                 self.weight.materialize((self.num_output, self.in_features))
-                fill_(self.weight, self.weight_filler)
+                fill(self.weight, self.weight_filler, where="MarginInnerProduct weight")
 
     def _lazy_load_hook(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         super()._lazy_load_hook(state_dict, prefix, *args, **kwargs)

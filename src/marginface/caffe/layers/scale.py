@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from marginface.caffe.layers._common import fill_
+from marginface.caffe.fillers import fill
 
 
 class Scale(LazyModuleMixin, nn.Module):
@@ -64,9 +64,9 @@ class Scale(LazyModuleMixin, nn.Module):
         if self.has_uninitialized_params():
             return
         if self.weight is not None:
-            fill_(self.weight, self.filler)
+            fill(self.weight, self.filler, where="Scale weight")
         if self.bias is not None:
-            fill_(self.bias, self.bias_filler)
+            fill(self.bias, self.bias_filler, where="Scale bias")
 
     def _axis(self, x: Tensor) -> int:
         axis = self.axis if self.axis >= 0 else x.dim() + self.axis
