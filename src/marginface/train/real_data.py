@@ -68,7 +68,25 @@ def check_readable(paths: list[Path]) -> None:
                          f"(set data.skip_unreadable=true to skip and count them)")
 
 
-class IdentitySubset(Dataset):
+class _LabelledItems(Dataset):
+    """A dataset over ``self.items`` of (source, label) with ``self.classes`` names."""
+
+    items: list[tuple[Any, int]]
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def labels(self) -> list[int]:
+        return [label for _, label in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class IdentitySubset(_LabelledItems):
     """Only the images of the named identities of a folder dataset, relabelled 0..K-1."""
 
     def __init__(self, dataset: Any, names: list[str]) -> None:
@@ -83,23 +101,12 @@ class IdentitySubset(Dataset):
         self.items = [(i, keep[label]) for i, label in enumerate(dataset.labels) if label in keep]
         self.skipped = getattr(dataset, "skipped", [])
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def labels(self) -> list[int]:
-        return [label for _, label in self.items]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
     def __getitem__(self, index: int):
         source, label = self.items[index]
         return self.dataset[source][0], label
 
 
-class LFWPeopleDataset(Dataset):
+class LFWPeopleDataset(_LabelledItems):
     """LFW "unrestricted, no outside data": the people of every fold of people.txt but one,
     aligned from lfw_landmark.txt; label = the person's index among the kept people."""
 
@@ -126,17 +133,6 @@ class LFWPeopleDataset(Dataset):
                                     f"missing, first {self.root / 'images' / missing[0]}")
         self.crop = FaceCrop(input_size)
         self.centre_cropped = sum(1 for p, _ in self.items if p not in self.landmarks)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def labels(self) -> list[int]:
-        return [label for _, label in self.items]
-
-    def __len__(self) -> int:
-        return len(self.items)
 
     def __getitem__(self, index: int):
         path, label = self.items[index]
