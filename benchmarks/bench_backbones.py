@@ -27,7 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from marginface.data import align_face, read_landmarks, read_lfw_pairs
+from marginface.eval import verify_scores
 from marginface.models import (
     Embedder,
     create_model,
@@ -129,9 +132,6 @@ def _print(title: str, results: dict) -> None:
 
 
 def _lfw_check(pairs_limit: int, batch: int) -> dict:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from lfw_protocol import load_faces, read_pairs, ten_fold_accuracy
-
     lfw = SHARED / "data" / "lfw"
     checkpoint = torch.load(
         SHARED / "models" / "mobilefacenet-casia" / "068.ckpt",
@@ -140,11 +140,19 @@ def _lfw_check(pairs_limit: int, batch: int) -> dict:
     model = create_model("mobilefacenet", input_size=(112, 96))
     import_state_dict(model, checkpoint["net_state_dict"])
     model.eval()
-    pairs, same = read_pairs(lfw, pairs_limit)
+    entries = read_lfw_pairs(lfw / "pairs.txt")[:pairs_limit]
+    pairs = [(a, b) for a, b, _, _ in entries]
+    same = np.array([flag for _, _, flag, _ in entries])
     paths = sorted({p for pair in pairs for p in pair})
     index = {p: i for i, p in enumerate(paths)}
     start = time.perf_counter()
-    images = model.config.preprocessing.apply(load_faces(lfw, paths, (112, 96)))
+    landmarks = read_landmarks(lfw / "lfw_landmark.txt")
+    faces = []
+    for path in paths:
+        with Image.open(lfw / "images" / path) as image:
+            face = align_face(image.convert("RGB"), landmarks[path], "sphereface_112x96")
+        faces.append(torch.from_numpy(np.asarray(face).copy()).permute(2, 0, 1))
+    images = model.config.preprocessing.apply(torch.stack(faces).float())
     align_s = time.perf_counter() - start
 
     result = {"pairs": len(pairs), "images": len(paths), "align_seconds": align_s}
@@ -163,7 +171,7 @@ def _lfw_check(pairs_limit: int, batch: int) -> dict:
         similarity = (a * b).sum(1).numpy()
         embeddings[label] = emb
         result[label] = {
-            "accuracy": ten_fold_accuracy(similarity, same),
+            "accuracy": verify_scores(similarity, same).accuracy_mean,
             "embed_img_s_with_flip": 2 * len(paths) / seconds,
             "min_cosine_to_eager": float(
                 F.cosine_similarity(emb, embeddings["eager fp32"]).min()
