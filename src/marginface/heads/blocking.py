@@ -22,6 +22,8 @@ import os
 import torch
 from torch import Tensor
 
+from marginface.heads import tiles
+
 __all__ = ["TARGET_WORKING_BYTES", "choose_block_size", "forward_lse", "backward_blocks"]
 
 TARGET_WORKING_BYTES = 16 * 2**20
@@ -96,6 +98,11 @@ def _logits_into(out: Tensor, xm: Tensor, wb: Tensor, col: Tensor | None,
     return torch.addcmul(addend, out, col, out=out)
 
 
+def _product(xm: Tensor, wb: Tensor, buf: Tensor, n: int) -> Tensor:
+    """The raw (batch, n) products ``xm @ wb^T``, written into ``buf`` (``xm``'s dtype)."""
+    return torch.mm(xm, wb.t(), out=buf[: xm.shape[0] * n].view(xm.shape[0], n))
+
+
 def _fp16_scale(g: Tensor, xm: Tensor, wb: Tensor) -> float:
     """Power of two that keeps both float16 gradient products below 2^14 (max 65504).
 
@@ -122,21 +129,21 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
     num = weight.shape[0]
     if num == 0:
         return torch.full((batch,), -math.inf, dtype=compute_dtype, device=xm.device)
-    work = torch.empty(batch * block, dtype=compute_dtype, device=xm.device)
     wbuf = torch.empty(block * dim, dtype=xm.dtype, device=xm.device)
     if shift is not None:
+        work = torch.empty(batch * block, dtype=xm.dtype, device=xm.device)
         total = torch.zeros(batch, dtype=compute_dtype, device=xm.device)
         neg = (-shift).unsqueeze(1)
         for b0 in range(0, num, block):
             b1 = min(b0 + block, num)
             wb, col = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
-            addend = neg if bias is None else bias[b0:b1].unsqueeze(0) - shift.unsqueeze(1)
-            lg = _logits_into(work[: batch * (b1 - b0)].view(batch, b1 - b0), xm, wb, col,
-                              addend)
+            r = _product(xm, wb, work, b1 - b0)
             rows, cols = _block_targets(tgt_local, b0, b1)
             if rows.numel():
-                lg[rows, cols] = tgt_logit[rows] - shift[rows]
-            total += lg.exp_().sum(1)
+                r[rows, cols] = -math.inf  # the target terms are added once, below
+            total += tiles.exp_rowsum(r, col, neg)
+        owned = (tgt_local >= 0).nonzero().squeeze(1)
+        total[owned] += torch.exp(tgt_logit[owned] - shift[owned])
         lse = shift + total.log()
         # Sums below 2^26 * tiny mean the largest terms were (nearly) subnormal: redo exactly.
         low = (total < torch.finfo(compute_dtype).tiny * 2.0**26).nonzero().squeeze(1)
@@ -144,6 +151,7 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
             lse[low] = forward_lse(xm[low], weight, bias, inv_norm, tgt_local[low],
                                    tgt_logit[low], block, None, compute_dtype)
         return lse
+    work = torch.empty(batch * block, dtype=compute_dtype, device=xm.device)
     run_max = torch.full((batch,), -math.inf, dtype=compute_dtype, device=xm.device)
     total = torch.zeros(batch, dtype=compute_dtype, device=xm.device)
     for b0 in range(0, num, block):
@@ -177,38 +185,49 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
     grad_xm = torch.zeros(batch, dim, dtype=compute_dtype, device=xm.device)
     if num == 0:
         return grad_xm
-    work = torch.empty(batch * block, dtype=compute_dtype, device=xm.device)
-    wbuf = torch.empty(block * dim, dtype=xm.dtype, device=xm.device)
     low = xm.dtype != compute_dtype
+    fp16 = xm.dtype == torch.float16
+    exact_g = fp16 or grad_bias is not None  # g is needed in full precision first
+    prod = torch.empty(batch * block, dtype=xm.dtype, device=xm.device)
+    work = torch.empty(batch * block, dtype=compute_dtype, device=xm.device) if (
+        low and exact_g) else prod
+    wbuf = torch.empty(block * dim, dtype=xm.dtype, device=xm.device)
+    gwbuf = torch.empty(block * dim, dtype=xm.dtype, device=xm.device) if low else None
     neg = (-shift).unsqueeze(1)
     for b0 in range(0, num, block):
         b1 = min(b0 + block, num)
         n = b1 - b0
         wb, col = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
-        addend = neg if bias is None else bias[b0:b1].unsqueeze(0) - shift.unsqueeze(1)
-        g = _logits_into(work[: batch * n].view(batch, n), xm, wb, col, addend).exp_()
+        r = _product(xm, wb, prod, n)
         rows, cols = _block_targets(tgt_local, b0, b1)
         if rows.numel():
-            g[rows, cols] = tgt_grad[rows]
-        if grad_bias is not None:
+            r[rows, cols] = -math.inf  # exp gives 0 there; the target gradient is set below
+        # g = dL/dz (times 1/|w_j| when normalised: both products then use the raw rows)
+        g = tiles.grad_tile(r, col, None if bias is None else bias[b0:b1], neg,
+                            work[: batch * n].view(batch, n))
+        if rows.numel():
+            tg = tgt_grad[rows] if col is None else tgt_grad[rows] * col[cols]
+            g[rows, cols] = tg.to(g.dtype)
+        if grad_bias is not None:  # Softmax: no normalisation, g is dL/dz itself
             torch.sum(g, 0, out=grad_bias[b0:b1])
         gw = grad_weight[b0:b1]
-        inv = col
-        if inv is not None:
-            g.mul_(inv)  # dL/dz * 1/|w_j|: both products then use the raw rows
-        if low:
-            scale = _fp16_scale(g, xm, wb) if xm.dtype == torch.float16 else 1.0
+        if fp16:
+            scale = _fp16_scale(g, xm, wb)
             gm = (g * scale if scale != 1.0 else g).to(xm.dtype)
             grad_xm.add_(torch.mm(gm, wb).to(compute_dtype), alpha=1.0 / scale)
-            gw.copy_(torch.mm(gm.t(), xm))  # g_hat / |w|
+            gw_raw = torch.mm(gm.t(), xm)
             if scale != 1.0:
-                gw.mul_(1.0 / scale)
+                gw_raw = gw_raw.to(compute_dtype).mul_(1.0 / scale)
+        elif low:
+            gm = g if g.dtype == xm.dtype else g.to(xm.dtype)
+            grad_xm.add_(torch.mm(gm, wb).to(compute_dtype))
+            gw_raw = torch.mm(gm.t(), xm, out=gwbuf[: n * dim].view(n, dim))
         else:
             grad_xm.addmm_(g, wb)
-            torch.mm(g.t(), xm, out=gw)  # g_hat / |w|
-        if inv is not None:
+            gw_raw = torch.mm(g.t(), xm, out=gw)
+        if col is not None:
             # Through w_hat = w/|w|: dw = g_hat/|w| - w <w, g_hat/|w|> / |w|^2.
-            w_raw = weight[b0:b1]
-            dots = torch.einsum("nd,nd->n", gw, w_raw).mul_(inv).mul_(inv)
-            gw.addcmul_(w_raw, dots.unsqueeze(1), value=-1.0)
+            tiles.finish_weight_grad(gw_raw, weight[b0:b1], col, gw)
+        elif gw_raw is not gw:
+            gw.copy_(gw_raw)
     return grad_xm

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from marginface.functional import margin_target_and_grad
 from marginface.heads.blocking import backward_blocks, choose_block_size, forward_lse
+from marginface.heads.gradient_cache import reusable_gradient
 from marginface.validation import check_embeddings, check_labels, check_margins, check_positive
 
 __all__ = [
@@ -162,8 +163,11 @@ class _FusedCrossEntropy(torch.autograd.Function):
         w = weight.detach().to(cd)
         b = None if bias is None else bias.detach().to(cd)
         # Every block writes its rows of grad_w (and grad_b) in full: no zero fill needed.
+        if g == 0.0:
+            grad_w = torch.zeros(w.shape, dtype=cd, device=w.device)
+        else:
+            grad_w = reusable_gradient(weight, tuple(w.shape), cd)
         alloc = torch.zeros if g == 0.0 else torch.empty
-        grad_w = alloc(w.shape, dtype=cd, device=w.device)
         grad_b = None if bias is None else alloc(b.shape, dtype=cd, device=w.device)
         if g == 0.0:
             grad_x = torch.zeros_like(x)

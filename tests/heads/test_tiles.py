@@ -1,0 +1,122 @@
+"""The generated (torch.compile) tile kernels equal the eager ones, and fall back cleanly."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from marginface.heads import tiles
+from marginface.heads.fused import fused_margin_cross_entropy, fused_softmax_cross_entropy
+
+needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                                    reason="torch.compile on CPU needs a C++ compiler")
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    """Every tile goes through the generated kernels; a silent fallback fails the test."""
+    monkeypatch.setattr(tiles, "MIN_COMPILED_ELEMENTS", 0)
+    monkeypatch.setenv("MARGINFACE_COMPILE", "1")
+    monkeypatch.setitem(tiles._state, "failed", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    assert not [w for w in caught if "marginface" in str(w.message)]
+    assert tiles.compiled_enabled()
+
+
+def _eager(monkeypatch, fn, *args):
+    with monkeypatch.context() as m:
+        m.setenv("MARGINFACE_COMPILE", "0")
+        return fn(*args)
+
+
+def _tile(dtype, seed=0, batch=24, n=40):
+    gen = torch.Generator().manual_seed(seed)
+    r = (60.0 + 3.0 * torch.randn(batch, n, generator=gen)).to(dtype)
+    r[3, 7] = -math.inf  # a masked target entry
+    col = 0.5 + torch.rand(n, generator=gen)
+    neg = torch.full((batch, 1), -64.0)
+    return r, col, neg
+
+
+@needs_compiler
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_tiles_equal_eager(compiled, monkeypatch, dtype):
+    r, col, neg = _tile(dtype)
+    bias = torch.randn(r.shape[1])
+    got = tiles.exp_rowsum(r.clone(), col, neg)
+    want = _eager(monkeypatch, tiles.exp_rowsum, r.clone(), col, neg)
+    torch.testing.assert_close(got, want, rtol=2e-5, atol=0)
+    for c, b in ((col, None), (None, bias), (col, bias)):
+        out = torch.empty(r.shape, dtype=dtype)
+        got = tiles.grad_tile(r.clone(), c, b, neg, out).float()
+        want = _eager(monkeypatch, tiles.grad_tile, r.clone(), c, b, neg,
+                      torch.empty(r.shape, dtype=dtype)).float()
+        assert got[3, 7] == 0 and want[3, 7] == 0
+        torch.testing.assert_close(got, want, rtol=2e-5 if dtype == torch.float32 else 8e-3,
+                                   atol=0)
+    gw = torch.randn(40, 16).to(dtype)
+    w, inv = torch.randn(40, 16), 0.5 + torch.rand(40)
+    got, want = torch.empty(40, 16), torch.empty(40, 16)
+    tiles.finish_weight_grad(gw, w, inv, got)
+    _eager(monkeypatch, tiles.finish_weight_grad, gw, w, inv, want)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@needs_compiler
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_loss_with_compiled_tiles_equals_eager(compiled, monkeypatch, dtype):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(32, 16, generator=gen, requires_grad=True)
+    w = torch.randn(300, 16, generator=gen, requires_grad=True)
+    b = torch.randn(300, generator=gen, requires_grad=True)
+    y = torch.randint(0, 300, (32,), generator=gen)
+
+    def run():
+        a = fused_margin_cross_entropy(x, w, y, scale=64.0, m2=0.5, block_size=128,
+                                       matmul_dtype=dtype)
+        s = fused_softmax_cross_entropy(x, w, b, y, block_size=128, matmul_dtype=dtype)
+        return [a, s, *torch.autograd.grad(a + s, (x, w, b))]
+
+    got = run()
+    want = _eager(monkeypatch, run)
+    tol = 2e-5 if dtype == torch.float32 else 2e-2
+    for g, e in zip(got, want, strict=True):
+        torch.testing.assert_close(g, e, rtol=tol, atol=tol * float(e.abs().max()))
+
+
+def test_failed_compile_warns_once_and_stays_eager(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(tiles, "MIN_COMPILED_ELEMENTS", 0)
+    monkeypatch.setenv("MARGINFACE_COMPILE", "1")
+    monkeypatch.setattr(tiles, "_state", {"failed": False})
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: broken)
+    r, col, neg = _tile(torch.float32)
+    want = _eager(monkeypatch, tiles.exp_rowsum, r.clone(), col, neg)
+    with pytest.warns(UserWarning, match="no compiler here"):
+        got = tiles.exp_rowsum(r.clone(), col, neg)
+    torch.testing.assert_close(got, want)
+    assert not tiles.compiled_enabled()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiles.exp_rowsum(r.clone(), col, neg)
+    assert not caught  # warned once only
+
+
+def test_small_or_float64_tiles_stay_eager(monkeypatch):
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: pytest.fail("compiled a small tile"))
+    monkeypatch.setattr(tiles, "_state", {"failed": False})
+    r, col, neg = _tile(torch.float32)
+    tiles.exp_rowsum(r, col, neg)
+    monkeypatch.setattr(tiles, "MIN_COMPILED_ELEMENTS", 0)
+    r, col, neg = _tile(torch.float64)
+    tiles.exp_rowsum(r, col, neg.double())
