@@ -249,8 +249,8 @@ def write_doc(results: dict, text: str) -> None:
             f"{gemm.get('gflops_bf16_peak', float('nan')):.0f} (the peak floor). "
             "Best of the timed steps. The machine is shared: absolute times move with its "
             "load (the 1-minute load average is in the JSON), ratios within one run hold "
-            "better. How the fused path works: "
-            "docs/large-class.md.\n\n" + text + "\n")
+            "better. How the fused path works, what the figures do not show and a repeat run: "
+            "docs/large-class.md (Figures).\n\n" + text + "\n")
     if SECTION in old:
         head, rest = old.split(SECTION, 1)
         nxt = rest.find("\n## ")
