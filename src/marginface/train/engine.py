@@ -22,10 +22,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from marginface.train import builders
+from marginface.train.batches import iterate_batches, make_loader
 from marginface.train.checkpoint import (
     capture_rng_state,
     checkpoint_name,
     latest_good_checkpoint,
+    list_checkpoints,
     prune_checkpoints,
     restore_rng_state,
     save_checkpoint,
@@ -33,11 +35,12 @@ from marginface.train.checkpoint import (
 from marginface.train.classifier import build_classifier
 from marginface.train.config import Config, config_from_dict, config_to_dict, save_config
 from marginface.train.distributed import DistContext, any_rank, wrap_backbone
-from marginface.train.evaluation import evaluate_pair_set, normalize_images
-from marginface.train.logging import RunLogger, format_summary, plot_run, write_summary
-from marginface.train.optim import build_optimizer, split_decay_groups
-from marginface.train.sampling import EpochBatchSampler, IndexedDataset, flip_mask
-from marginface.train.schedule import StepScheduler
+from marginface.train.evaluation import best_metric, evaluate_pair_set, normalize_images
+from marginface.train.logging import RunLogger
+from marginface.train.optim import build_run_optimizers
+from marginface.train.precision import autocast_context, check_precision, make_grad_scaler
+from marginface.train.sampling import EpochBatchSampler
+from marginface.train.summary import RunTotals, finish_run
 
 __all__ = ["TrainingDiverged", "Trainer"]
 
@@ -76,8 +79,7 @@ class Trainer:
             config.train.max_steps = int(max_steps)
         self.ctx = ctx or DistContext(device=torch.device(config.train.device))
         self.config = c = config
-        if c.train.precision == "fp16" and self.ctx.device.type != "cuda":
-            raise ValueError("train.precision='fp16' needs CUDA; use 'bf16' or 'fp32' on CPU")
+        check_precision(c.train.precision, self.ctx.device)
         if c.train.threads:
             torch.set_num_threads(c.train.threads)
         torch.manual_seed(c.seed)
@@ -106,22 +108,9 @@ class Trainer:
                                            sample_rate=c.train.sample_rate)
         self.backbone = wrap_backbone(self.model, self.ctx)
 
-        o = c.optimizer
-        opt_kwargs = dict(name=o.name, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                          betas=o.betas, eps=o.eps)
-        self.optimizer = build_optimizer(
-            split_decay_groups(self.model, o.weight_decay,
-                               decay_norm_and_bias=o.decay_norm_and_bias), **opt_kwargs)
-        head_wd = o.weight_decay if o.head_weight_decay is None else o.head_weight_decay
-        self.head_optimizer = build_optimizer(
-            [{"params": list(self.classifier.parameters()), "weight_decay": head_wd}],
-            **opt_kwargs)
-        s = c.schedule
-        self.scheduler = StepScheduler(
-            [self.optimizer, self.head_optimizer], name=s.name, total_steps=self.total_steps,
-            warmup_steps=s.warmup_steps, warmup_start_factor=s.warmup_start_factor,
-            power=s.power, milestones=s.milestones, gamma=s.gamma, min_lr=s.min_lr)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=c.train.precision == "fp16")
+        self.optimizer, self.head_optimizer, self.scheduler = build_run_optimizers(
+            c, self.model, self.classifier, self.total_steps)
+        self.scaler = make_grad_scaler(c.train.precision)
         self.step = 0
         self._loader: DataLoader | None = None
         self.best_accuracy: float | None = None
@@ -194,42 +183,21 @@ class Trainer:
         return reports
 
     def _track_best(self, reports: dict[str, dict[str, Any]]) -> bool:
-        if not reports:
-            return False
-        key = self.config.eval.best_metric_set or next(iter(reports))
-        if key not in reports:
-            raise ValueError(f"eval.best_metric_set={key!r} is not one of {list(reports)}")
-        accuracy = float(reports[key]["accuracy_mean"])
-        if self.best_accuracy is None or accuracy > self.best_accuracy:
+        accuracy = best_metric(reports, self.config.eval.best_metric_set)
+        if accuracy is not None and (self.best_accuracy is None or accuracy > self.best_accuracy):
             self.best_accuracy, self.best_step = accuracy, self.step
             return True
         return False
 
     # ------------------------------------------------------------------ the loop
-    def _autocast(self):
-        p = self.config.train.precision
-        if p == "fp32":
-            return torch.autocast(self.ctx.device.type, enabled=False)
-        dtype = torch.bfloat16 if p == "bf16" else torch.float16
-        return torch.autocast(self.ctx.device.type, dtype=dtype)
-
     def _batches(self):
-        if self._loader is None:  # one loader per trainer: its workers persist across epochs
-            workers = self.config.data.num_workers
-            self._loader = DataLoader(IndexedDataset(self.train_dataset),
-                                      batch_sampler=self.sampler, num_workers=workers,
-                                      persistent_workers=workers > 0,
-                                      prefetch_factor=4 if workers > 0 else None,
-                                      pin_memory=self.ctx.device.type == "cuda")
-        loader = self._loader
-        while self.step < self.total_steps:
-            self.sampler.set_position(self.step)
-            flips = flip_mask(self.config.seed, self.sampler.epoch, len(self.train_dataset)) \
-                if self.config.data.flip else None
-            for images, labels, indices in loader:
-                yield images, labels, (flips[indices] if flips is not None else None)
-                if self.step >= self.total_steps:
-                    return
+        if self._loader is None:
+            self._loader = make_loader(self.train_dataset, self.sampler,
+                                       self.config.data.num_workers,
+                                       pin_memory=self.ctx.device.type == "cuda")
+        return iterate_batches(self._loader, self.sampler, num_images=len(self.train_dataset),
+                               seed=self.config.seed, flip=self.config.data.flip,
+                               current_step=lambda: self.step, total_steps=self.total_steps)
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor,
                     flips: torch.Tensor | None) -> tuple[float, float | None]:
@@ -239,7 +207,7 @@ class Trainer:
         if flips is not None and bool(flips.any()):
             x = torch.where(flips.to(dev).view(-1, 1, 1, 1), torch.flip(x, dims=[3]), x)
         labels = labels.to(dev, non_blocking=True).long()
-        with self._autocast():
+        with autocast_context(self.config.train.precision, dev):
             embeddings = self.backbone(x)
         embeddings = embeddings.float()
         step_no = self.step + 1
@@ -279,7 +247,8 @@ class Trainer:
                 try:
                     loss_value, grad_norm = self._train_step(images, labels, flips)
                 except TrainingDiverged as error:
-                    good = last_ckpt or self._latest_checkpoint_name()
+                    found = list_checkpoints(self.ckpt_dir)
+                    good = last_ckpt or (found[-1][1] if found else None)
                     raise TrainingDiverged(
                         f"{error}; training stopped. Last good checkpoint: {good or 'none'}"
                     ) from None
@@ -316,15 +285,16 @@ class Trainer:
             return {"steps": self.step, "interrupted": True}
         reports = self._evaluate_and_keep_best()
         self.save()
-        summary = self._finish(reports, start_step, train_seconds, images_seen,
-                               time.perf_counter() - started, loss_value)
-        return summary
-
-    def _latest_checkpoint_name(self) -> Path | None:
-        from marginface.train.checkpoint import list_checkpoints
-
-        found = list_checkpoints(self.ckpt_dir)
-        return found[-1][1] if found else None
+        self.logger.close()
+        if not self.ctx.is_main:
+            return {"steps": self.step}
+        totals = RunTotals(self.step, start_step, images_seen, train_seconds,
+                           time.perf_counter() - started, loss_value)
+        return finish_run(self.run_dir, totals, reports,
+                          best_metric_set=c.eval.best_metric_set,
+                          best_accuracy=self.best_accuracy, best_step=self.best_step,
+                          world_size=self.ctx.world_size, num_classes=self.num_classes,
+                          skipped=getattr(self.train_dataset, "skipped", 0), model=self.model)
 
     def _evaluate_and_keep_best(self) -> dict[str, dict[str, Any]]:
         reports = self.evaluate()  # rank 0 only
@@ -333,48 +303,3 @@ class Trainer:
         if any_rank(self._track_best(reports), self.ctx):
             self.save("best.ckpt")
         return reports
-
-    def _finish(self, reports: dict[str, dict[str, Any]], start_step: int, train_seconds: float,
-                images_seen: int, seconds: float, loss_value: float) -> dict[str, Any]:
-        self.logger.close()
-        if not self.ctx.is_main:
-            return {"steps": self.step}
-        key = self.config.eval.best_metric_set or (next(iter(reports)) if reports else None)
-        summary = {
-            "run_dir": str(self.run_dir),
-            "steps": self.step,
-            "steps_this_session": self.step - start_step,
-            "final_loss": loss_value,
-            "final_accuracy": reports[key]["accuracy_mean"] if key else None,
-            "best_accuracy": self.best_accuracy,
-            "best_step": self.best_step,
-            "images_per_second": images_seen / train_seconds if train_seconds else 0.0,
-            "seconds": seconds,
-            "train_seconds": train_seconds,
-            "world_size": self.ctx.world_size,
-            "num_classes": self.num_classes,
-            "verification": {k: {m: v.get(m) for m in ("accuracy_mean", "accuracy_std", "auc",
-                                                        "eer", "pairs")}
-                             for k, v in reports.items()},
-            "skipped_images": _count(getattr(self.train_dataset, "skipped", 0)),
-        }
-        self._save_model_file()
-        write_summary(self.run_dir, summary)
-        plot_run(self.run_dir)
-        summary["text"] = format_summary(summary)
-        return summary
-
-    def _save_model_file(self) -> None:
-        try:
-            from marginface.models import save_model
-        except ImportError:  # a backbone from outside marginface.models: plain state dict
-            save_model = None
-        if save_model is not None and hasattr(self.model, "config"):
-            save_model(self.model, self.run_dir / "model.safetensors")
-        else:
-            torch.save(self.model.state_dict(), self.run_dir / "model.pt")
-
-
-def _count(skipped: Any) -> int:
-    """Datasets report skipped images as a count or as a list of them."""
-    return len(skipped) if isinstance(skipped, (list, tuple)) else int(skipped or 0)

@@ -18,7 +18,7 @@ from torch import nn
 
 from marginface.train.builders import PairImages
 
-__all__ = ["normalize_images", "embed_images", "evaluate_pair_set"]
+__all__ = ["normalize_images", "embed_images", "evaluate_pair_set", "best_metric"]
 
 
 def normalize_images(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
@@ -87,3 +87,16 @@ def evaluate_pair_set(model: nn.Module, pair_set: Any, *, mean: Sequence[float],
     finally:
         model.train(was_training)
     return report.to_dict()
+
+
+def best_metric(reports: dict[str, dict[str, Any]], best_metric_set: str | None) -> float | None:
+    """The accuracy that decides the best checkpoint: ``best_metric_set``'s, else the first set's.
+
+    None when nothing was evaluated (no pair sets, or not rank 0).
+    """
+    if not reports:
+        return None
+    key = best_metric_set or next(iter(reports))
+    if key not in reports:
+        raise ValueError(f"eval.best_metric_set={key!r} is not one of {list(reports)}")
+    return float(reports[key]["accuracy_mean"])

@@ -14,7 +14,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["split_decay_groups", "build_optimizer"]
+from marginface.train.config import Config
+from marginface.train.schedule import StepScheduler
+
+__all__ = ["split_decay_groups", "build_optimizer", "build_run_optimizers"]
 
 _NO_DECAY_MODULES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.PReLU)
 
@@ -54,3 +57,27 @@ def build_optimizer(
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
     raise ValueError(f"optimizer name must be 'sgd' or 'adamw', got {name!r}")
+
+
+def build_run_optimizers(config: Config, model: nn.Module, classifier: nn.Module,
+                         total_steps: int
+                         ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer, StepScheduler]:
+    """The backbone's and the classifier's optimizers and their shared per-step LR schedule.
+
+    The classifier has its own optimizer so that a sharded classifier's state stays on its rank;
+    ``optimizer.head_weight_decay`` (default: ``weight_decay``) applies to all of its rows.
+    """
+    o, s = config.optimizer, config.schedule
+    kwargs = dict(name=o.name, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                  betas=o.betas, eps=o.eps)
+    optimizer = build_optimizer(
+        split_decay_groups(model, o.weight_decay, decay_norm_and_bias=o.decay_norm_and_bias),
+        **kwargs)
+    head_wd = o.weight_decay if o.head_weight_decay is None else o.head_weight_decay
+    head_optimizer = build_optimizer(
+        [{"params": list(classifier.parameters()), "weight_decay": head_wd}], **kwargs)
+    scheduler = StepScheduler(
+        [optimizer, head_optimizer], name=s.name, total_steps=total_steps,
+        warmup_steps=s.warmup_steps, warmup_start_factor=s.warmup_start_factor,
+        power=s.power, milestones=s.milestones, gamma=s.gamma, min_lr=s.min_lr)
+    return optimizer, head_optimizer, scheduler

@@ -1,0 +1,73 @@
+"""The end of a run: summary.json, the plots and the backbone's model file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from marginface.train.logging import format_summary, plot_run, write_summary
+
+__all__ = ["RunTotals", "finish_run", "save_model_file", "count_skipped"]
+
+
+class RunTotals:
+    """What the loop counted: steps (all, this session), images, seconds, the last loss."""
+
+    def __init__(self, steps: int, start_step: int, images_seen: int, train_seconds: float,
+                 seconds: float, final_loss: float) -> None:
+        self.steps, self.start_step = steps, start_step
+        self.images_seen, self.train_seconds = images_seen, train_seconds
+        self.seconds, self.final_loss = seconds, final_loss
+
+
+def count_skipped(skipped: Any) -> int:
+    """Datasets report skipped images as a count or as a list of them."""
+    return len(skipped) if isinstance(skipped, (list, tuple)) else int(skipped or 0)
+
+
+def save_model_file(model: nn.Module, run_dir: Path) -> Path:
+    """``model.safetensors`` (with its config) for marginface models, else ``model.pt``."""
+    from marginface.models import save_model
+
+    if hasattr(model, "config"):
+        path = run_dir / "model.safetensors"
+        save_model(model, path)
+    else:  # a backbone from outside marginface.models: plain state dict
+        path = run_dir / "model.pt"
+        torch.save(model.state_dict(), path)
+    return path
+
+
+def finish_run(run_dir: Path, totals: RunTotals, reports: dict[str, dict[str, Any]], *,
+               best_metric_set: str | None, best_accuracy: float | None,
+               best_step: int | None, world_size: int, num_classes: int, skipped: Any,
+               model: nn.Module) -> dict[str, Any]:
+    """Write the model file, summary.json and the plots; return the summary (with ``text``)."""
+    key = best_metric_set or (next(iter(reports)) if reports else None)
+    summary = {
+        "run_dir": str(run_dir),
+        "steps": totals.steps,
+        "steps_this_session": totals.steps - totals.start_step,
+        "final_loss": totals.final_loss,
+        "final_accuracy": reports[key]["accuracy_mean"] if key else None,
+        "best_accuracy": best_accuracy,
+        "best_step": best_step,
+        "images_per_second": (totals.images_seen / totals.train_seconds
+                              if totals.train_seconds else 0.0),
+        "seconds": totals.seconds,
+        "train_seconds": totals.train_seconds,
+        "world_size": world_size,
+        "num_classes": num_classes,
+        "verification": {k: {m: v.get(m) for m in ("accuracy_mean", "accuracy_std", "auc",
+                                                    "eer", "pairs")}
+                         for k, v in reports.items()},
+        "skipped_images": count_skipped(skipped),
+    }
+    save_model_file(model, run_dir)
+    write_summary(run_dir, summary)
+    plot_run(run_dir)
+    summary["text"] = format_summary(summary)
+    return summary
