@@ -4,8 +4,10 @@ Both passes see the logits only one block of ``block`` classes at a time, as a (
 working tensor; nothing of size (batch, num_classes) is ever allocated. The logits of a block are
 ``l = xm @ W_hat_block^T (+ bias)``, where the caller has folded the per-row factor into ``xm``
 (``s * x/|x|`` for the margin heads, ``x`` itself for SphereFace and Softmax) and ``W_hat`` is the
-row-normalised block (``normalize=True``) or the raw block (Softmax). The target entries are
-overwritten with the margin target logits that the caller computed beforehand.
+row-normalised block (``normalize=True``) or the raw block (Softmax). The target entries carry
+the margin target logits that the caller computed beforehand: they are masked to -inf in the
+block (so the elementwise kernels of ``heads.tiles`` give 0 there) and their terms added apart,
+or, on the running-max path, written into the block.
 
 Block size rule (``choose_block_size``): the (batch, block) float32 working tensor should be about
 ``TARGET_WORKING_BYTES`` (16 MiB: big enough for the matrix products to run at full speed, small
