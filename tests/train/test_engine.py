@@ -135,3 +135,23 @@ def test_bf16_autocast_trains(tmp_path):
                                       "train.checkpoint_interval=0"])
     summary = trainer.fit()
     assert summary["steps"] == 3 and summary["final_loss"] == summary["final_loss"]
+
+
+def test_training_step_uses_the_fused_loss(tmp_path, monkeypatch):
+    """The trainer's classifier loss is the blockwise fused path, not the unfused logits."""
+    from marginface.heads import fused
+
+    calls = []
+    original = fused._FusedCrossEntropy.apply
+
+    def spy(*args):
+        calls.append(args[5])  # the block size the fused function ran with
+        return original(*args)
+
+    monkeypatch.setattr(fused._FusedCrossEntropy, "apply", spy)
+    config = load_config(None, [*BASE, "train.max_steps=2", "head.name=arcface"])
+    trainer = Trainer(config, tmp_path / "run", model=TinyNet())
+    monkeypatch.setattr(trainer.classifier.head, "unfused_loss",
+                        lambda *a: pytest.fail("the trainer used the unfused loss"))
+    trainer.fit()
+    assert len(calls) == 2 and all(isinstance(b, int) and b >= 1 for b in calls)
