@@ -61,3 +61,16 @@ def test_training_steps_and_accumulation_see_correct_gradients(monkeypatch):
     torch.testing.assert_close(head.weight.grad, expected)
     assert gc._cache.get(head.weight)[0].data_ptr() == head.weight.grad.data_ptr()
     torch.testing.assert_close(kept, 2 * expected)
+
+
+def test_release_gives_the_memory_back(monkeypatch):
+    monkeypatch.setattr(gc, "MIN_CACHED_BYTES", 0)
+    w = torch.nn.Parameter(torch.randn(10, 4))
+    v = torch.nn.Parameter(torch.randn(10, 4))
+    del_a = gc.reusable_gradient(w, (10, 4), torch.float32)
+    gc.reusable_gradient(v, (10, 4), torch.float32)
+    del del_a
+    gc.release_gradient_memory(w)
+    assert gc._cache.get(w) is None and gc._cache.get(v) is not None
+    gc.release_gradient_memory()
+    assert gc._cache.get(v) is None

@@ -8,6 +8,8 @@ the optimiser's ``zero_grad()`` (``set_to_none=True``, the default) dropped ``we
 no other tensor views it. If anything still holds it (gradient accumulation, a user's copy of
 ``.grad``) a fresh tensor is allocated, so a gradient the caller can see is never overwritten.
 The cache holds a weight only weakly; CPU tensors of at least ``MIN_CACHED_BYTES`` only.
+Between steps the kept storage stays allocated (as a persistent ``.grad`` would);
+``release_gradient_memory()`` gives it back, e.g. after training when only evaluation follows.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.weak import WeakTensorKeyDictionary
 
-__all__ = ["MIN_CACHED_BYTES", "reusable_gradient"]
+__all__ = ["MIN_CACHED_BYTES", "reusable_gradient", "release_gradient_memory"]
 
 MIN_CACHED_BYTES = 64 * 2**20
 _cache: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
@@ -41,3 +43,15 @@ def reusable_gradient(owner: Tensor, shape: tuple[int, ...], dtype: torch.dtype)
     base = torch.empty(shape, dtype=dtype, device=device)
     _cache[owner] = (base, _storage_refs(base))
     return base.detach()
+
+
+def release_gradient_memory(owner: Tensor | None = None) -> None:
+    """Forget the kept gradient storage of ``owner`` (all weights when None).
+
+    Memory that no live tensor references is freed at once; a ``.grad`` still in use keeps its
+    own storage alive as usual.
+    """
+    if owner is None:
+        _cache.clear()
+    else:
+        _cache.pop(owner, None)
