@@ -29,7 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from marginface.validation import check_embeddings, check_labels, check_margins, check_positive
+from marginface.validation import (
+    check_embeddings,
+    check_labels,
+    check_margins,
+    check_positive,
+    check_sphereface,
+)
 
 __all__ = [
     "psi",
@@ -207,13 +213,6 @@ def sphereface_lambda(iteration: int, *, base: float = 1000.0, gamma: float = 0.
     return max(base * (1.0 + gamma * iteration) ** (-power), lambda_min)
 
 
-def _check_sphereface(m: int, lambda_: float) -> None:
-    if not (isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 4):
-        raise ValueError(f"m must be an integer in 1..4, got {m!r}")
-    if not (isinstance(lambda_, (int, float)) and math.isfinite(lambda_) and lambda_ >= 0):
-        raise ValueError(f"lambda_ must be a finite number >= 0, got {lambda_!r}")
-
-
 def sphereface_apply_margin(cos: Tensor, norms: Tensor, labels: Tensor, *, m: int = 4,
                             lambda_: float = 0.0, detach_margin: bool = False) -> Tensor:
     """A-Softmax logits from a cosine matrix and the feature norms ``|x|`` of shape (batch, 1).
@@ -221,7 +220,7 @@ def sphereface_apply_margin(cos: Tensor, norms: Tensor, labels: Tensor, *, m: in
     Target ``|x| * (lambda*cos(theta_y) + psi(m*theta_y)) / (1 + lambda)``, others
     ``|x| * cos(theta_j)``; computed in float32 (float64 for float64 input).
     """
-    _check_sphereface(m, lambda_)
+    check_sphereface(m, lambda_)
     check_labels(labels, cos.shape[1], cos.shape[0])
     # Under autocast the cosine matrix may arrive in bf16/fp16: promote before gather/scatter.
     dtype = torch.promote_types(_compute_dtype(cos), _compute_dtype(norms))
@@ -240,7 +239,7 @@ def sphereface_logits(embeddings: Tensor, weight: Tensor, labels: Tensor | None,
     Target ``|x| * (lambda*cos(theta_y) + psi(m*theta_y)) / (1 + lambda)``, others
     ``|x| * cos(theta_j)``.
     """
-    _check_sphereface(m, lambda_)
+    check_sphereface(m, lambda_)
     if weight.dim() != 2:
         raise ValueError(f"weight must be (num_classes, embedding_dim), got {tuple(weight.shape)}")
     check_embeddings(embeddings, weight.shape[1])

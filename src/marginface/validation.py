@@ -71,6 +71,19 @@ def check_positive_int(name: str, value: int) -> int:
     return int(value)
 
 
+def check_sphereface_m(m: int) -> int:
+    """SphereFace's integer angular margin: 1, 2, 3 or 4 (cos(m theta) as a polynomial)."""
+    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 4:
+        raise ValueError(f"m must be an integer in 1..4, got {m!r}")
+    return m
+
+
+def check_sphereface(m: int, lambda_: float) -> None:
+    """SphereFace's margin ``m`` and its annealing weight ``lambda_`` (finite, >= 0)."""
+    check_sphereface_m(m)
+    check_non_negative("lambda_", lambda_)
+
+
 def check_non_negative(name: str, value: float) -> float:
     if isinstance(value, bool) or not (
         isinstance(value, (int, float)) and math.isfinite(value) and value >= 0

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from marginface.data.align import load_aligned, template_size
 from marginface.data.binset import write_bin
-from marginface.data.imagefolder import IMAGE_EXTENSIONS
+from marginface.data.imagefolder import list_image_tree
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem, PairSet
 from marginface.data.transforms import DECODE_ERRORS
@@ -115,16 +115,10 @@ def align_folder(
     lfw_landmark.txt. ``image_format`` "JPEG" (``quality``) or "PNG" (lossless; suffix .png).
     """
     source, destination = Path(source), Path(destination)
-    if not source.is_dir():
-        raise FileNotFoundError(f"image folder {source} does not exist")
     if image_format not in ("JPEG", "PNG"):
         raise ValueError(f"image_format must be 'JPEG' or 'PNG', got {image_format!r}")
+    paths = list_image_tree(source)
     table = read_landmarks(landmarks_file) if landmarks_file else {}
-    paths = sorted(
-        p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
-    if not paths:
-        raise ValueError(f"no images under {source}")
     relative = [p.relative_to(source).as_posix() for p in paths]
     items = [ImageItem(p, r, table.get(r)) for p, r in zip(paths, relative, strict=True)]
     suffix = ".jpg" if image_format == "JPEG" else ".png"

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from marginface.data.transforms import DECODE_ERRORS, decode_image
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "list_images"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "list_images", "list_image_tree"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
 
@@ -27,6 +27,18 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(
         p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
+
+
+def list_image_tree(folder: Path) -> list[Path]:
+    """Image files anywhere below ``folder`` (by extension), sorted; errors if there are none."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    paths = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not paths:
+        raise ValueError(f"no images under {folder}")
+    return paths
 
 
 class ImageFolderDataset(Dataset):

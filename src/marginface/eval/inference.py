@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from marginface.data.imagefolder import IMAGE_EXTENSIONS
+from marginface.data.imagefolder import list_image_tree
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
 from marginface.eval.embed import compute_embeddings
@@ -38,14 +38,8 @@ def embed_folder(
     landmarks file when it has them, else taken as aligned crops / centre-cropped.
     """
     folder, out = Path(folder), Path(out)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
+    paths = list_image_tree(folder)
     table = read_landmarks(landmarks_file) if landmarks_file else {}
-    paths = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
-    if not paths:
-        raise ValueError(f"no images under {folder}")
     names = [p.relative_to(folder).as_posix() for p in paths]
     items = [ImageItem(p, str(p), table.get(n)) for p, n in zip(paths, names, strict=True)]
     result = compute_embeddings(

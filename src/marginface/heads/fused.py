@@ -34,7 +34,13 @@ from torch import Tensor
 from marginface.functional import margin_target_and_grad
 from marginface.heads.blocking import backward_blocks, choose_block_size, forward_lse
 from marginface.heads.gradient_cache import reusable_gradient
-from marginface.validation import check_embeddings, check_labels, check_margins, check_positive
+from marginface.validation import (
+    check_embeddings,
+    check_labels,
+    check_margins,
+    check_positive,
+    check_sphereface,
+)
 
 __all__ = [
     "LogitSpec",
@@ -241,15 +247,6 @@ def fused_margin_cross_entropy(embeddings: Tensor, weight: Tensor, labels: Tenso
                      detach_margin=bool(detach_margin))
     return fused_cross_entropy(embeddings, weight, labels, spec, block_size=block_size,
                                matmul_dtype=matmul_dtype)
-
-
-def check_sphereface(m: int, lambda_: float) -> None:
-    if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 4:
-        raise ValueError(f"m must be an integer in 1..4, got {m!r}")
-    if isinstance(lambda_, bool) or not (
-        isinstance(lambda_, (int, float)) and math.isfinite(lambda_) and lambda_ >= 0
-    ):
-        raise ValueError(f"lambda_ must be a finite number >= 0, got {lambda_!r}")
 
 
 def fused_sphereface_cross_entropy(embeddings: Tensor, weight: Tensor, labels: Tensor, *,

@@ -32,7 +32,7 @@ def _storage_refs(t: Tensor) -> int:
 def reusable_gradient(owner: Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
     """An uninitialised ``shape`` tensor for ``owner``'s gradient (see the module docstring)."""
     device = owner.device
-    nbytes = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+    nbytes = torch.Size(shape).numel() * dtype.itemsize
     if device.type != "cpu" or _use_count is None or nbytes < MIN_CACHED_BYTES:
         return torch.empty(shape, dtype=dtype, device=device)
     entry = _cache.get(owner)

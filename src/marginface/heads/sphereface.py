@@ -16,7 +16,7 @@ from torch import Tensor
 from marginface import functional as MF
 from marginface.heads.base import Head
 from marginface.heads.fused import LogitSpec
-from marginface.validation import check_non_negative
+from marginface.validation import check_non_negative, check_sphereface_m
 
 __all__ = ["SphereFace"]
 
@@ -50,9 +50,7 @@ class SphereFace(Head):
         super().__init__(
             embedding_dim, num_classes, block_size=block_size, matmul_dtype=matmul_dtype
         )
-        if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 4:
-            raise ValueError(f"m must be an integer in 1..4, got {m!r}")
-        self.m = m
+        self.m = check_sphereface_m(m)
         self.base = check_non_negative("base", base)
         self.gamma = check_non_negative("gamma", gamma)
         self.power = check_non_negative("power", power)

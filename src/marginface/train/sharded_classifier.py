@@ -32,9 +32,14 @@ from marginface.heads.fused import (
     FUSED_MATMUL_DTYPES,
     LogitSpec,
     _FusedCrossEntropy,
+)
+from marginface.validation import (
+    check_embeddings,
+    check_labels,
+    check_margins,
+    check_positive,
     check_sphereface,
 )
-from marginface.validation import check_embeddings, check_labels, check_margins, check_positive
 
 __all__ = ["ShardedClassifier", "shard_range", "all_gather_with_grad"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,16 @@ from marginface.train.logging import format_summary, plot_run, write_summary
 __all__ = ["RunTotals", "finish_run", "save_model_file", "count_skipped"]
 
 
+@dataclass(frozen=True)
 class RunTotals:
     """What the loop counted: steps (all, this session), images, seconds, the last loss."""
 
-    def __init__(self, steps: int, start_step: int, images_seen: int, train_seconds: float,
-                 seconds: float, final_loss: float) -> None:
-        self.steps, self.start_step = steps, start_step
-        self.images_seen, self.train_seconds = images_seen, train_seconds
-        self.seconds, self.final_loss = seconds, final_loss
+    steps: int
+    start_step: int
+    images_seen: int
+    train_seconds: float
+    seconds: float
+    final_loss: float
 
 
 def count_skipped(skipped: Any) -> int:
