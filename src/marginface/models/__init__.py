@@ -4,13 +4,13 @@ safetensors files, ONNX export and a fast inference path.
 >>> model = create_model("mobilefacenet", input_size=(112, 96))  # doctest: +SKIP
 """
 
-from marginface.models.config import ModelConfig, Preprocessing, default_preprocessing
+from marginface.models.config import ModelConfig, Preprocessing
 from marginface.models.export import export_model, export_onnx
 from marginface.models.import_weights import ImportReport, ImportRow, import_state_dict
 from marginface.models.inference import Embedder, prepare_for_inference
 from marginface.models.io import load_model, read_config, save_model
 from marginface.models.profiling import count_madds, count_parameters, profile
-from marginface.models.registry import create_model, list_models
+from marginface.models.registry import create_model, default_preprocessing, list_models
 
 __all__ = [
     "Embedder",
