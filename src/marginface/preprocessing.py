@@ -24,7 +24,7 @@ import torch
 
 from marginface.templates import ARCFACE_TEMPLATE
 
-__all__ = ["CHANNEL_ORDERS", "Preprocessing", "normalize"]
+__all__ = ["CHANNEL_ORDERS", "Preprocessing", "normalize", "preprocessing_of"]
 
 CHANNEL_ORDERS = ("RGB", "BGR")
 _FIELDS = ("mean", "std", "channel_order", "alignment_template")
@@ -141,3 +141,16 @@ def normalize(pixels: torch.Tensor, preprocessing: Preprocessing) -> torch.Tenso
     mean = torch.tensor(preprocessing.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
     std = torch.tensor(preprocessing.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
     return (x - mean) / std
+
+
+def preprocessing_of(model: Any, default: Preprocessing | None = None) -> Preprocessing:
+    """``model.config.preprocessing`` as a :class:`Preprocessing`; ``default`` when the model
+    has none (a ValueError naming ``model`` without a default)."""
+    stored = getattr(getattr(model, "config", None), "preprocessing", None)
+    if stored is not None:
+        return Preprocessing.from_config(stored)
+    if default is None:
+        raise ValueError(
+            "model has no config.preprocessing: build or load it with marginface.models"
+        )
+    return default
