@@ -5,6 +5,7 @@ from marginface.eval.embed import EmbeddingResult, FaceImages, compute_embedding
 from marginface.eval.embedder import FLIP_MODES, Embedder, embed_batch, embed_tensor
 from marginface.eval.engines import ENGINES, make_forward
 from marginface.eval.evaluate import evaluate_model, pair_scores
+from marginface.eval.images import VerifyResult, embed_folder, verify_images
 from marginface.eval.roc import (
     best_accuracy_threshold,
     equal_error_rate,
@@ -22,10 +23,12 @@ __all__ = [
     "EmbeddingResult",
     "FaceImages",
     "VerificationReport",
+    "VerifyResult",
     "best_accuracy_threshold",
     "compute_embeddings",
     "contiguous_folds",
     "embed_batch",
+    "embed_folder",
     "embed_tensor",
     "equal_error_rate",
     "evaluate_model",
@@ -35,5 +38,6 @@ __all__ = [
     "roc_curve",
     "tar_at_far",
     "threshold_at_far",
+    "verify_images",
     "verify_scores",
 ]
