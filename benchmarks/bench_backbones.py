@@ -30,9 +30,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from marginface.data import align_face, read_landmarks, read_lfw_pairs
-from marginface.eval import verify_scores
+from marginface.eval import Embedder, verify_scores
 from marginface.models import (
-    Embedder,
     create_model,
     export_onnx,
     import_state_dict,

@@ -15,9 +15,9 @@ from marginface.caffe.netlayers.data import DataLayerInfo
 from marginface.caffe.netlayers.norm import BatchNorm
 from marginface.caffe.weights import save_caffemodel
 from marginface.cli.main import main
-from marginface.eval import compute_embeddings
+from marginface.eval import Embedder, compute_embeddings
 from marginface.eval.run import load_model_file
-from marginface.models import Embedder, load_model, read_config
+from marginface.models import load_model, read_config
 
 SPHERE = "sphereface/sphereface_deploy.prototxt"
 MOBILE = "mobilefacenet/deploy_revised.prototxt"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from marginface.data import load_pairs
-from marginface.data.aligning import align_pairs_to_bin
+from marginface.data.align_batch import align_pairs_to_bin
 from marginface.eval import compute_embeddings, evaluate_model
 
 

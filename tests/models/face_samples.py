@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 
 from marginface.data import align_face, read_landmarks
-
-TEMPLATES = {(112, 96): "sphereface_112x96", (112, 112): "arcface_112x112"}
+from marginface.templates import template_for_size
 
 
 def aligned_lfw_faces(
@@ -25,6 +24,6 @@ def aligned_lfw_faces(
     faces = []
     for path, points in list(landmarks.items())[:count]:
         with Image.open(lfw / "images" / path) as image:
-            face = align_face(image.convert("RGB"), points, TEMPLATES[size])
+            face = align_face(image.convert("RGB"), points, template_for_size(size))
         faces.append(torch.from_numpy(np.asarray(face).copy()).permute(2, 0, 1))
     return torch.stack(faces).float()

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from marginface.models import ModelConfig, create_model, list_models
+from marginface.templates import template_for_size
 
 ALL = [
     "iresnet100", "iresnet18", "iresnet34", "iresnet50", "mobilefacenet", "mobilefacenet_wide",
@@ -165,3 +166,14 @@ def test_state_dict_round_trip(name):
     x = torch.randn(1, 3, *SMALL)
     with torch.no_grad():
         assert torch.equal(source(x), target(x))
+
+
+def test_each_spec_names_its_default_preprocessing():
+    from marginface.models.registry import _REGISTRY, default_preprocessing
+
+    for name, spec in _REGISTRY.items():
+        assert spec.preprocessing.alignment_template == template_for_size(spec.input_size)
+        assert create_model(name).config.preprocessing == spec.preprocessing
+        assert default_preprocessing(name, spec.input_size) == spec.preprocessing
+    with pytest.raises(ValueError, match="unknown model name"):
+        default_preprocessing("resnet", (112, 112))

@@ -46,8 +46,13 @@ from marginface.caffe.convert_map import (
 )
 from marginface.caffe.net import CaffeNet, load_net
 from marginface.caffe.netlayers.data import DataLayerInfo
-from marginface.models import ImportReport, Preprocessing, create_model, import_state_dict
-from marginface.models.config import default_preprocessing
+from marginface.models import (
+    ImportReport,
+    Preprocessing,
+    create_model,
+    default_preprocessing,
+    import_state_dict,
+)
 
 __all__ = ["ConversionReport", "caffe_tensors", "convert_caffe_model", "preprocessing_from_data"]
 

@@ -10,7 +10,10 @@ way Caffe's data layers prepare them:
 2. Channels are put in Caffe's order: BGR by default, as OpenCV decodes (``channel_order``).
 3. The layer's ``transform_param`` per image: ``crop_size`` (random crop in TRAIN, centre crop in
    TEST), ``mirror`` (random horizontal flip in TRAIN), then ``(pixel - mean_value) * scale``
-   (``DataLayerInfo.transform``); ``mean_file`` is an error (no binaryproto reader).
+   (``DataLayerInfo.transform``); ``mean_file`` is an error (no binaryproto reader). This is
+   Caffe's own arithmetic (a product by ``scale``), kept exact for the Caffe net; a converted
+   model stores it as a :class:`marginface.preprocessing.Preprocessing` with ``std = 1 / scale``
+   (``marginface.caffe.convert.preprocessing_from_data``), which ``normalize`` applies.
 
 Batches are ``{data_top: float32 (N, C, H, W), label_top: int64 (N,)}`` with the data layer's
 ``batch_size`` (or the one given), shuffled each epoch from ``seed``, last partial batch dropped
@@ -31,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from marginface.caffe.net import CaffeNet
 from marginface.caffe.netlayers.data import DataLayerInfo
+from marginface.preprocessing import CHANNEL_ORDERS
 
 __all__ = ["CaffeFeed", "feed_for_net", "net_data_layer", "data_shape"]
 
@@ -98,7 +102,7 @@ class CaffeFeed:
         if size is None or int(size) < 1:
             raise ValueError(f"data layer {data.name!r}: batch_size must be >= 1, got {size!r} "
                              "(give batch_size)")
-        if channel_order not in ("BGR", "RGB"):
+        if channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel_order must be BGR or RGB, got {channel_order!r}")
         if len(dataset) < int(size):  # type: ignore[arg-type]
             raise ValueError(f"the dataset has {len(dataset)} images, fewer than one batch "  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from marginface.data.align import TEMPLATES
-from marginface.data.aligning import align_folder, align_pairs_to_bin
+from marginface.data.align_batch import align_folder, align_pairs_to_bin
 from marginface.data.loading import load_pairs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.eval.inference import embed_folder
+from marginface.eval.images import embed_folder
 from marginface.eval.run import load_model_file
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from marginface.data.lfw import read_landmarks
-from marginface.eval.inference import verify_images
+from marginface.eval.images import verify_images
 from marginface.eval.run import load_model_file
 
 

@@ -2,8 +2,9 @@
 
 Training sets: ``ImageFolderDataset`` (ROOT/<identity>/<image>) and ``RecordDataset``
 (insightface .rec/.idx, streamed, pure Python); ``pack_folder`` writes a .rec. Verification sets:
-``load_pairs`` ("lfw:DIR", a .bin, or a pairs list) returning a ``PairSet``. Alignment:
-``marginface.data.align``. Transforms: ``TrainTransform``, ``Preprocessing``.
+``load_pairs`` ("lfw:DIR", a .bin, or a pairs list) returning a ``PairSet``. Alignment: one face
+``marginface.data.align``, folders and pair sets ``marginface.data.align_batch``. Transforms:
+``TrainTransform``, ``Preprocessing`` (the one type of ``marginface.preprocessing``).
 """
 
 from marginface.data.align import (
@@ -16,6 +17,7 @@ from marginface.data.align import (
     template_size,
     warp_affine,
 )
+from marginface.data.align_batch import AlignReport, align_folder, align_pairs_to_bin
 from marginface.data.binset import load_bin, read_bin, write_bin
 from marginface.data.imagefolder import ImageFolderDataset, list_images
 from marginface.data.lfw import (
@@ -33,6 +35,7 @@ from marginface.data.transforms import Preprocessing, TrainTransform, decode_ima
 
 __all__ = [
     "TEMPLATES",
+    "AlignReport",
     "ImageFolderDataset",
     "ImageItem",
     "PairSet",
@@ -41,6 +44,8 @@ __all__ = [
     "RecordHeader",
     "TrainTransform",
     "align_face",
+    "align_folder",
+    "align_pairs_to_bin",
     "center_crop",
     "decode_image",
     "list_images",

@@ -2,8 +2,10 @@
 
 The transform is Umeyama's (IEEE TPAMI 1991) closed-form least-squares similarity
 ``y = s R x + t`` (rotation, uniform scale, translation; reflection excluded) mapping the five
-landmarks (left eye, right eye, nose, left and right mouth corner) onto a template (SPEC section 7):
-SphereFace's 112x96 template, or ArcFace's 112x112 (the same points with x + 8).
+landmarks (left eye, right eye, nose, left and right mouth corner) onto a template of
+:mod:`marginface.templates` (re-exported here): SphereFace's 112x96 template (Liu et al. 2017), or
+ArcFace's 112x112 (Deng et al. 2019; the same points with x + 8). See docs/data.md, "Alignment".
+Batch alignment of folders and pair sets is :mod:`marginface.data.align_batch`.
 
 Coordinates are pixel indices (pixel (i, j) has its centre at x = j, y = i), as landmark files and
 the templates use them. The warp samples the source bilinearly at ``M^-1 (x, y)`` for every output
@@ -20,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from marginface.data.transforms import decode_image
+from marginface.templates import TEMPLATES, template_for_size, template_points, template_size
 
 __all__ = [
     "TEMPLATES",
@@ -31,39 +34,6 @@ __all__ = [
     "center_crop",
     "load_aligned",
 ]
-
-_SPHEREFACE = np.array(
-    [
-        [30.2946, 51.6963],
-        [65.5318, 51.5014],
-        [48.0252, 71.7366],
-        [33.5493, 92.3655],
-        [62.7299, 92.2041],
-    ],
-    dtype=np.float64,
-)
-# name -> (points (5, 2) as x, y; output size (H, W))
-TEMPLATES: dict[str, tuple[np.ndarray, tuple[int, int]]] = {
-    "sphereface_112x96": (_SPHEREFACE, (112, 96)),
-    "arcface_112x112": (_SPHEREFACE + np.array([8.0, 0.0]), (112, 112)),
-}
-
-
-def _template(name: str) -> tuple[np.ndarray, tuple[int, int]]:
-    if name not in TEMPLATES:
-        raise ValueError(f"template must be one of {sorted(TEMPLATES)}, got {name!r}")
-    return TEMPLATES[name]
-
-
-def template_points(name: str) -> np.ndarray:
-    """The (5, 2) template landmarks (x, y) of ``name``."""
-    return _template(name)[0].copy()
-
-
-def template_size(name: str) -> tuple[int, int]:
-    """Output size (H, W) of template ``name``."""
-    return _template(name)[1]
-
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The 2x3 matrix ``M = [sR | t]`` minimising ``sum |s R src_i + t - dst_i|^2`` (det R = +1).
@@ -110,7 +80,7 @@ def warp_affine(image: Image.Image, matrix: np.ndarray, size_hw: tuple[int, int]
 
 def align_face(image: Image.Image, landmarks: np.ndarray, template: str) -> Image.Image:
     """Warp ``image`` so that its 5 ``landmarks`` (x, y) land on ``template``."""
-    points, size = _template(template)
+    points, size = template_points(template), template_size(template)
     landmarks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     return warp_affine(image, similarity_transform(landmarks, points), size)
 
@@ -126,13 +96,6 @@ def center_crop(image: Image.Image, size_hw: tuple[int, int]) -> Image.Image:
     )
 
 
-def _known_template_of(size_wh: tuple[int, int]) -> str | None:
-    for name, (_, (height, width)) in TEMPLATES.items():
-        if (width, height) == tuple(size_wh):
-            return name
-    return None
-
-
 def load_aligned(
     source: str | Path | bytes | Image.Image,
     template: str,
@@ -146,7 +109,7 @@ def load_aligned(
     centre-crop fallback, to be counted).
     A JPEG is decoded at a reduced size (``Image.draft``) when the warp shrinks it by 2x or more.
     """
-    points, size_hw = _template(template)
+    points, size_hw = template_points(template), template_size(template)
     if landmarks is not None:
         landmarks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
         if isinstance(source, Image.Image):
@@ -166,7 +129,7 @@ def load_aligned(
     image = source.convert("RGB") if isinstance(source, Image.Image) else decode_image(source)
     if image.size == (size_hw[1], size_hw[0]):
         return image, "template"
-    known = _known_template_of(image.size)
+    known = template_for_size((image.height, image.width))
     if known is not None:
         matrix = similarity_transform(TEMPLATES[known][0], points)
         shift = np.round(matrix[:, 2])

@@ -1,9 +1,9 @@
 """Decoding and training transforms: decode (RGB), optional horizontal flip, scale to the model.
 
-The scaling is the model's own stored preprocessing (``model.config.preprocessing``): the input is
-``(x - mean) / std`` per channel in the stored channel order, x the 0..255 pixel value, e.g.
-insightface's ``(x / 255 - 0.5) / 0.5`` is mean 127.5, std 127.5 and SphereFace/MobileFaceNet's
-``(x - 127.5) / 128`` is mean 127.5, std 128.
+The scaling is the model's own stored preprocessing (``model.config.preprocessing``) applied by
+:func:`marginface.preprocessing.normalize`: ``(x - mean) / std`` per channel in the stored channel
+order, x the 0..255 pixel value. ``Preprocessing`` is re-exported here (the same class as
+``marginface.models.Preprocessing``).
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import io
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+from marginface.preprocessing import Preprocessing, normalize
 
 __all__ = [
     "Preprocessing",
@@ -29,44 +30,6 @@ __all__ = [
 
 # What Pillow raises for a file that exists but is not a decodable image.
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Per-channel ``(x - mean) / std`` on 0..255 pixels, channel order, alignment template.
-
-    ``template`` is "" when the model names none (then inputs must already have its size).
-    """
-
-    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
-    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
-    channel_order: str = "RGB"
-    template: str = "arcface_112x112"
-
-    def __post_init__(self) -> None:
-        if self.channel_order not in ("RGB", "BGR"):
-            raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"mean/std must be 3 values with std > 0, got {self.mean}, {self.std}")
-
-    @classmethod
-    def from_config(cls, config: Any) -> Preprocessing:
-        """From a model config's ``preprocessing`` (marginface.models' dataclass or a mapping)."""
-        if isinstance(config, Preprocessing):
-            return config
-        get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
-
-        def triple(value: Any) -> tuple[float, float, float]:
-            values = [float(v) for v in np.broadcast_to(np.asarray(value, dtype=float), (3,))]
-            return (values[0], values[1], values[2])
-
-        template = get("alignment_template", None) or get("template", None)
-        return cls(
-            mean=triple(get("mean", 127.5)),
-            std=triple(get("std", 128.0)),
-            channel_order=str(get("channel_order", "RGB")).upper(),
-            template=str(template) if template else "",
-        )
 
 
 def decode_image(
@@ -91,14 +54,12 @@ def decode_image(
 
 
 def to_tensor(image: Image.Image | np.ndarray, preprocessing: Preprocessing) -> torch.Tensor:
-    """RGB uint8 (H, W, 3) -> float32 (3, H, W) scaled as ``(x - mean) / std``."""
-    array = np.asarray(image, dtype=np.float32)
-    if preprocessing.channel_order == "BGR":
-        array = array[:, :, ::-1]
-    array = (array - np.asarray(preprocessing.mean, np.float32)) / np.asarray(
-        preprocessing.std, np.float32
-    )
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    """RGB uint8 (H, W, 3) -> float32 (3, H, W): ``(x - mean) / std`` by :func:`normalize`."""
+    array = np.array(image)  # a copy: torch needs a writable array
+    if array.dtype != np.uint8:
+        array = array.astype(np.float32)
+    pixels = torch.from_numpy(array).permute(2, 0, 1)
+    return normalize(pixels, preprocessing).contiguous()
 
 
 class TrainTransform:

@@ -1,7 +1,11 @@
-"""marginface.eval: face verification evaluation (10-fold protocol, ROC, EER, TAR@FAR)."""
+"""marginface.eval: face verification evaluation (10-fold protocol, ROC, EER, TAR@FAR) and the
+one embedding path (batching, flip modes, engines) that training and the ``Embedder`` share."""
 
 from marginface.eval.embed import EmbeddingResult, FaceImages, compute_embeddings
+from marginface.eval.embedder import FLIP_MODES, Embedder, embed_batch, embed_tensor
+from marginface.eval.engines import ENGINES, make_forward
 from marginface.eval.evaluate import evaluate_model, pair_scores
+from marginface.eval.images import VerifyResult, embed_folder, verify_images
 from marginface.eval.roc import (
     best_accuracy_threshold,
     equal_error_rate,
@@ -13,18 +17,27 @@ from marginface.eval.roc import (
 from marginface.eval.verification import VerificationReport, contiguous_folds, verify_scores
 
 __all__ = [
+    "ENGINES",
+    "FLIP_MODES",
+    "Embedder",
     "EmbeddingResult",
     "FaceImages",
     "VerificationReport",
+    "VerifyResult",
     "best_accuracy_threshold",
     "compute_embeddings",
     "contiguous_folds",
+    "embed_batch",
+    "embed_folder",
+    "embed_tensor",
     "equal_error_rate",
     "evaluate_model",
+    "make_forward",
     "pair_scores",
     "roc_auc",
     "roc_curve",
     "tar_at_far",
     "threshold_at_far",
+    "verify_images",
     "verify_scores",
 ]

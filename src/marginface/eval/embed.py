@@ -1,8 +1,7 @@
-"""Face embeddings of a set of images: decode + align (DataLoader workers), forward, optional flip.
+"""Face embeddings of a set of image files: decode + align + normalise (DataLoader workers), then
+the one embedding loop (:func:`marginface.eval.embedder.embed_batch`: engines, flip modes).
 
-Flip (SphereFace / insightface test-time augmentation): the image and its horizontal mirror are
-embedded in one batch; ``"concat"`` joins the two embeddings (2D), ``"sum"`` adds them (D), None
-uses the image alone. Embeddings are returned raw (not normalised); cosine similarity normalises.
+Embeddings are returned raw (not normalised); cosine similarity normalises.
 """
 
 from __future__ import annotations
@@ -19,31 +18,27 @@ from tqdm.auto import tqdm
 
 from marginface.data.align import TEMPLATES, load_aligned, template_size
 from marginface.data.pairs import ImageItem
-from marginface.data.transforms import DECODE_ERRORS, Preprocessing, to_tensor
+from marginface.data.transforms import DECODE_ERRORS, to_tensor
+from marginface.eval.embedder import FLIP_MODES, embed_batch
 from marginface.eval.engines import make_forward
+from marginface.preprocessing import Preprocessing, preprocessing_of
+from marginface.templates import template_for_size
 
 __all__ = ["FaceImages", "EmbeddingResult", "model_preprocessing", "compute_embeddings"]
 
-FLIP_MODES = ("concat", "sum", None)
 METHODS = ("landmarks", "template", "center")
 
 
 def model_preprocessing(model: Any) -> tuple[Preprocessing, str, tuple[int, int]]:
     """``(preprocessing, template, (H, W))`` stored in ``model.config``; checks they agree."""
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "preprocessing", None) is None:
-        raise ValueError("model has no config.preprocessing: load it with marginface.models")
-    preprocessing = Preprocessing.from_config(config.preprocessing)
-    size = (int(config.input_size[0]), int(config.input_size[1]))
-    template = preprocessing.template
-    if not template:
-        known = [name for name, (_, hw) in TEMPLATES.items() if hw == size]
-        if not known:
-            raise ValueError(
-                f"model input_size {size} has no alignment template: faces cannot be aligned "
-                f"for it (templates: {', '.join(f'{k} {v[1]}' for k, v in TEMPLATES.items())})"
-            )
-        template = known[0]
+    preprocessing = preprocessing_of(model)
+    size = (int(model.config.input_size[0]), int(model.config.input_size[1]))
+    template = preprocessing.alignment_template or template_for_size(size)
+    if template is None:
+        raise ValueError(
+            f"model input_size {size} has no alignment template: faces cannot be aligned "
+            f"for it (templates: {', '.join(f'{k} {v[1]}' for k, v in TEMPLATES.items())})"
+        )
     if template_size(template) != size:
         raise ValueError(
             f"model input_size {size} does not match its alignment template "
@@ -149,13 +144,7 @@ def compute_embeddings(
                         failed[index] = error
                     else:
                         methods[METHODS[code]] += 1
-                images = images.to(device)
-                if flip is None:
-                    out = forward(images).float()
-                else:
-                    both = forward(torch.cat([images, images.flip(3)])).float()
-                    first, mirrored = both[: len(images)], both[len(images) :]
-                    out = torch.cat([first, mirrored], 1) if flip == "concat" else first + mirrored
+                out = embed_batch(forward, images.to(device), flip)
                 chunks.append(out.cpu().numpy())
     finally:
         model.train(was_training)

@@ -1,6 +1,7 @@
 """Inference engines for embedding extraction: how a batch goes through the model.
 
-- ``"eager"``: the model as it is (float32, NCHW).
+- ``"eager"``: the model as it is (float32, NCHW; ``autocast`` a dtype for mixed precision on
+  the model's device, as the trainer's periodic verification runs).
 - ``"torch"``: marginface.models' ``prepare_for_inference`` (BatchNorm folded into the convs,
   channels_last); exact up to float rounding.
 - ``"bf16"``: the same with bfloat16 autocast (slightly different embeddings).
@@ -19,16 +20,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from marginface.models.export import write_onnx
+from marginface.models.prepare import prepare_for_inference
+
 __all__ = ["ENGINES", "make_forward"]
 
 ENGINES = ("eager", "torch", "bf16", "onnxruntime")
 
 
 def _prepared(model: nn.Module, bf16: bool) -> nn.Module:
-    try:
-        from marginface.models import prepare_for_inference
-    except ImportError:  # no models package: the model as it is
-        return model.eval()
     try:
         return prepare_for_inference(model, fold_bn=True, channels_last=True, bf16=bf16)
     except Exception as error:  # noqa: BLE001 - a model torch.fx cannot trace runs eagerly
@@ -41,19 +41,7 @@ def _onnxruntime(model: nn.Module, input_size: tuple[int, int], threads: int | N
     import onnxruntime
 
     buffer = io.BytesIO()
-    example = torch.zeros(2, 3, *input_size)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.eval(),
-            (example,),
-            buffer,
-            input_names=["images"],
-            output_names=["embeddings"],
-            dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
+    write_onnx(model, buffer, input_size)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
@@ -74,10 +62,13 @@ def make_forward(
     *,
     input_size: tuple[int, int],
     threads: int | None = None,
+    autocast: torch.dtype | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """A batch -> embeddings function for ``model`` run by ``engine`` (see module docstring)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if autocast is not None and engine != "eager":
+        raise ValueError(f"autocast is for engine 'eager' only, got engine {engine!r}")
     model.eval()
     if engine == "onnxruntime":
         try:
@@ -87,7 +78,10 @@ def make_forward(
     module = model if engine == "eager" else _prepared(model, bf16=engine == "bf16")
 
     def forward(images: Tensor) -> Tensor:
-        with torch.inference_mode():
+        enabled = autocast is not None
+        with torch.inference_mode(), torch.autocast(
+            images.device.type, dtype=autocast or torch.bfloat16, enabled=enabled
+        ):
             return module(images).float()
 
     return forward

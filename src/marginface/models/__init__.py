@@ -1,19 +1,19 @@
 """marginface.models: face backbones behind one registry, their profile, weight import,
-safetensors files, ONNX export and a fast inference path.
+safetensors files, ONNX export and a fast inference copy (``prepare_for_inference``).
 
 >>> model = create_model("mobilefacenet", input_size=(112, 96))  # doctest: +SKIP
 """
 
-from marginface.models.config import ModelConfig, Preprocessing, default_preprocessing
+from marginface.deprecation import moved_names
+from marginface.models.config import ModelConfig, Preprocessing
 from marginface.models.export import export_model, export_onnx
 from marginface.models.import_weights import ImportReport, ImportRow, import_state_dict
-from marginface.models.inference import Embedder, prepare_for_inference
 from marginface.models.io import load_model, read_config, save_model
+from marginface.models.prepare import prepare_for_inference
 from marginface.models.profiling import count_madds, count_parameters, profile
-from marginface.models.registry import create_model, list_models
+from marginface.models.registry import create_model, default_preprocessing, list_models
 
 __all__ = [
-    "Embedder",
     "ImportReport",
     "ImportRow",
     "ModelConfig",
@@ -32,3 +32,6 @@ __all__ = [
     "read_config",
     "save_model",
 ]
+
+# Embedder moved to marginface.eval (which owns batching, flips and engines).
+__getattr__ = moved_names(__name__, {"Embedder": "marginface.eval.embedder"})

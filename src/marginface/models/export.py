@@ -8,6 +8,7 @@ model's config (preprocessing included) is written into the ONNX metadata_props 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import warnings
 from pathlib import Path
@@ -18,7 +19,35 @@ from torch import nn
 from marginface.models.config import ModelConfig
 from marginface.models.io import METADATA_KEY, load_model
 
+__all__ = ["EXPORT_FORMATS", "export_model", "export_onnx", "write_onnx"]
+
 EXPORT_FORMATS = ("onnx",)
+
+
+def write_onnx(
+    module: nn.Module, target: str | Path | io.BytesIO, input_size: tuple[int, int], *,
+    opset: int = 17,
+) -> None:
+    """Trace ``module`` (eval mode) to ONNX in ``target`` (a path or an in-memory buffer).
+
+    Input ``images`` (N, 3, H, W) float32 with a dynamic batch axis, output ``embeddings``;
+    the one ``torch.onnx.export`` call of marginface (files here, onnxruntime in
+    ``marginface.eval.engines``).
+    """
+    example = torch.zeros(2, 3, int(input_size[0]), int(input_size[1]))
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript-based exporter warns that it is legacy; it needs no onnxscript.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            target if isinstance(target, io.BytesIO) else str(target),
+            input_names=["images"],
+            output_names=["embeddings"],
+            dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17) -> Path:
@@ -29,23 +58,9 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17) -> Path:
     if not isinstance(config, ModelConfig):
         raise ValueError("model has no ModelConfig 'config' attribute; build it with create_model")
     module = copy.deepcopy(model).float().cpu().eval()
-    height, width = config.input_size
-    example = torch.zeros(2, 3, height, width)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # The TorchScript-based exporter warns that it is legacy; it needs no onnxscript.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (example,),
-            str(path),
-            input_names=["images"],
-            output_names=["embeddings"],
-            dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
+    write_onnx(module, path, config.input_size, opset=opset)
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(config.to_dict())

@@ -2,6 +2,9 @@
 
 The sampler is positioned at the trainer's step before every epoch, so a resumed run sees the
 same batches as an uninterrupted one; the flips come from ``(seed, epoch)``.
+:func:`training_inputs` turns a batch of uint8 pixels into the backbone's input with
+:func:`marginface.preprocessing.normalize`, the function evaluation uses, so an image gives the
+same tensor bit for bit in training (before its flip) and in evaluation.
 """
 
 from __future__ import annotations
@@ -11,11 +14,27 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from marginface.preprocessing import Preprocessing, normalize
 from marginface.train.sampling import EpochBatchSampler, IndexedDataset, flip_mask
 
-__all__ = ["make_loader", "iterate_batches"]
+__all__ = ["UNCONFIGURED_PREPROCESSING", "make_loader", "iterate_batches", "training_inputs"]
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+# What the trainer assumes for a backbone without a stored preprocessing: insightface's
+# (x / 255 - 0.5) / 0.5, i.e. mean 127.5, std 127.5 in pixel units.
+UNCONFIGURED_PREPROCESSING = Preprocessing(mean=127.5, std=127.5)
+
+
+def training_inputs(images: torch.Tensor, flips: torch.Tensor | None,
+                    preprocessing: Preprocessing, device: torch.device | str) -> torch.Tensor:
+    """The backbone's input: uint8 RGB (N, 3, H, W) normalised on ``device``, then mirrored where
+    ``flips`` (N,) is true; float images are taken as already preprocessed."""
+    x = images.to(device, non_blocking=True)
+    x = x.float() if x.is_floating_point() else normalize(x, preprocessing)
+    if flips is not None and bool(flips.any()):
+        x = torch.where(flips.to(x.device).view(-1, 1, 1, 1), torch.flip(x, dims=[3]), x)
+    return x
 
 
 def make_loader(dataset: Dataset, sampler: EpochBatchSampler, num_workers: int,

@@ -24,7 +24,6 @@ __all__ = [
     "HEAD_CLASSES",
     "PairImages",
     "build_model",
-    "model_preprocessing",
     "model_embedding_dim",
     "build_head",
     "build_train_dataset",
@@ -51,21 +50,6 @@ def build_model(config: ModelConfig) -> nn.Module:
                             embedding_dim=config.embedding_dim, **config.options)
     except TypeError as error:  # an option the model does not take
         raise ValueError(f"model.options: {error}") from None
-
-
-def model_preprocessing(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...], bool]:
-    """``(mean, std, bgr)``: per-channel mean/std on the 0..1 scale and whether the network wants
-    BGR, from the model's stored preprocessing (insightface's (x/255 - 0.5)/0.5 without one)."""
-    pre = getattr(getattr(model, "config", None), "preprocessing", None)
-    if pre is None:
-        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), False
-    get = pre.get if isinstance(pre, dict) else lambda key, default=None: getattr(pre, key, default)
-    mean = np.broadcast_to(np.asarray(get("mean"), dtype=np.float64), 3)
-    std = np.broadcast_to(np.asarray(get("std"), dtype=np.float64), 3)
-    if max(np.max(mean), np.max(std)) > 1.5:  # stored in pixel units (0..255)
-        mean, std = mean / 255.0, std / 255.0
-    bgr = str(get("channel_order", "RGB")).upper() == "BGR"
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std), bgr
 
 
 @torch.no_grad()

@@ -2,7 +2,8 @@
 
 One :class:`Trainer` runs one run directory. Each step: a global batch from
 :class:`~marginface.train.sampling.EpochBatchSampler`, uint8 images normalised with the backbone's
-stored preprocessing (and flipped per image from ``(seed, epoch)``), the backbone under the chosen
+stored preprocessing by ``marginface.preprocessing.normalize``, as evaluation does (and flipped
+per image from ``(seed, epoch)``), the backbone under the chosen
 precision (fp32; bf16 autocast on CPU or CUDA; fp16 autocast with a gradient scaler on CUDA), the
 head's loss in float32, backward, optional gradient-norm clipping, the optimizer and the
 per-iteration LR schedule. A non-finite embedding or loss stops the run with
@@ -21,8 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from marginface.preprocessing import preprocessing_of
 from marginface.train import builders
-from marginface.train.batches import iterate_batches, make_loader
+from marginface.train.batches import (
+    UNCONFIGURED_PREPROCESSING,
+    iterate_batches,
+    make_loader,
+    training_inputs,
+)
 from marginface.train.checkpoint import (
     capture_rng_state,
     checkpoint_name,
@@ -35,7 +42,7 @@ from marginface.train.checkpoint import (
 from marginface.train.classifier import build_classifier
 from marginface.train.config import Config, config_from_dict, config_to_dict, save_config
 from marginface.train.distributed import DistContext, any_rank, wrap_backbone
-from marginface.train.evaluation import best_metric, evaluate_pair_set, normalize_images
+from marginface.train.evaluation import best_metric, evaluate_pair_set
 from marginface.train.logging import RunLogger
 from marginface.train.optim import build_run_optimizers
 from marginface.train.precision import autocast_context, check_precision, make_grad_scaler
@@ -97,7 +104,7 @@ class Trainer:
 
         self.model = (model if model is not None else builders.build_model(c.model))
         self.model.to(self.ctx.device)
-        self.mean, self.std, self.bgr = builders.model_preprocessing(self.model)
+        self.preprocessing = preprocessing_of(self.model, default=UNCONFIGURED_PREPROCESSING)
         embedding_dim = builders.model_embedding_dim(self.model, input_size)
         if head is None:
             head = builders.build_head(c.head, embedding_dim, self.num_classes)
@@ -172,10 +179,9 @@ class Trainer:
         autocast = torch.bfloat16 if self.config.train.precision == "bf16" else None
         reports = {}
         for pair_set in self.pair_sets:
-            report = evaluate_pair_set(self.model, pair_set, mean=self.mean, std=self.std,
+            report = evaluate_pair_set(self.model, pair_set, preprocessing=self.preprocessing,
                                        batch_size=e.batch_size, flip=e.flip, n_folds=e.n_folds,
-                                       device=self.ctx.device, bgr=self.bgr,
-                                       autocast_dtype=autocast)
+                                       device=self.ctx.device, autocast_dtype=autocast)
             reports[pair_set.name] = report
             self.logger.log_eval(self.step, pair_set.name, report)
         self.history.append({"step": self.step, **{k: v["accuracy_mean"]
@@ -202,10 +208,7 @@ class Trainer:
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor,
                     flips: torch.Tensor | None) -> tuple[float, float | None]:
         dev = self.ctx.device
-        x = normalize_images(images.to(dev, non_blocking=True), self.mean, self.std,
-                             bgr=self.bgr)
-        if flips is not None and bool(flips.any()):
-            x = torch.where(flips.to(dev).view(-1, 1, 1, 1), torch.flip(x, dims=[3]), x)
+        x = training_inputs(images, flips, self.preprocessing, dev)
         labels = labels.to(dev, non_blocking=True).long()
         with autocast_context(self.config.train.precision, dev):
             embeddings = self.backbone(x)

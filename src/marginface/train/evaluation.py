@@ -2,8 +2,10 @@
 
 Embeddings are ``f(x) + f(flip(x))`` (when ``flip``), L2-normalised; the score of a pair is their
 cosine similarity; accuracy, AUC and EER come from ``marginface.eval.verification.verify_scores``
-(10-fold protocol: threshold chosen on 9 folds, accuracy on the 10th). Pair sets loaded by
-``marginface.data`` go through ``marginface.eval.evaluate_model``.
+(10-fold protocol: threshold chosen on 9 folds, accuracy on the 10th). In-memory pair sets go
+through evaluation's embedding loop (``marginface.eval.embed_tensor``, the ``eager`` engine with
+the training precision's autocast), pair sets loaded by ``marginface.data`` through
+``marginface.eval.evaluate_model``; both normalise with ``marginface.preprocessing.normalize``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from marginface.eval.embedder import embed_tensor
+from marginface.eval.engines import make_forward
+from marginface.preprocessing import Preprocessing, normalize, preprocessing_of
+from marginface.train.batches import UNCONFIGURED_PREPROCESSING
 from marginface.train.builders import PairImages
 
 __all__ = ["normalize_images", "embed_images", "evaluate_pair_set", "best_metric"]
@@ -23,52 +29,48 @@ __all__ = ["normalize_images", "embed_images", "evaluate_pair_set", "best_metric
 
 def normalize_images(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
                      dtype: torch.dtype = torch.float32, bgr: bool = False) -> torch.Tensor:
-    """uint8 RGB (N, 3, H, W) to ``(x/255 - mean) / std`` (channels reversed first when ``bgr``);
-    float input is taken as already preprocessed and returned as it is."""
+    """Deprecated (removed after the next release): :func:`marginface.preprocessing.normalize`
+    with ``mean``/``std`` given on the 0..1 scale; float input is returned as it is."""
     if images.is_floating_point():
         return images.to(dtype)
-    if bgr:
-        images = images.flip(1)
-    m = torch.tensor(mean, dtype=dtype, device=images.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=dtype, device=images.device).view(1, -1, 1, 1)
-    return (images.to(dtype) / 255.0 - m) / s
+    pre = Preprocessing(mean=np.asarray(mean, dtype=float) * 255.0,
+                        std=np.asarray(std, dtype=float) * 255.0,
+                        channel_order="BGR" if bgr else "RGB")
+    return normalize(images, pre).to(dtype)
 
 
-@torch.no_grad()
-def embed_images(model: nn.Module, images: torch.Tensor, *, mean: Sequence[float],
-                 std: Sequence[float], batch_size: int = 128, flip: bool = True,
-                 device: torch.device | str = "cpu", bgr: bool = False,
+def embed_images(model: nn.Module, images: torch.Tensor, *,
+                 preprocessing: Preprocessing | None = None, batch_size: int = 128,
+                 flip: bool = True, device: torch.device | str = "cpu",
                  autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """L2-normalised embeddings (N, D), float32, of uint8 or preprocessed images."""
+    """L2-normalised embeddings (N, D), float32, of uint8 or preprocessed images.
+
+    ``preprocessing`` defaults to the model's stored one (insightface's without one).
+    """
+    if preprocessing is None:
+        preprocessing = preprocessing_of(model, default=UNCONFIGURED_PREPROCESSING)
     was_training = model.training
-    model.eval()
-    device = torch.device(device)
-    out = []
     try:
-        for start in range(0, images.shape[0], batch_size):
-            x = normalize_images(images[start:start + batch_size].to(device), mean, std,
-                                 bgr=bgr)
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16,
-                                enabled=autocast_dtype is not None):
-                e = model(x).float()
-                if flip:
-                    e = e + model(torch.flip(x, dims=[3])).float()
-            out.append(F.normalize(e, dim=1).cpu())
+        forward = make_forward(model, "eager", input_size=tuple(images.shape[2:]),
+                               autocast=autocast_dtype)
+        emb = embed_tensor(forward, images, preprocessing=preprocessing,
+                           flip="sum" if flip else None, batch_size=batch_size, device=device)
     finally:
         model.train(was_training)
-    return torch.cat(out)
+    return F.normalize(emb, dim=1)
 
 
-def evaluate_pair_set(model: nn.Module, pair_set: Any, *, mean: Sequence[float],
-                      std: Sequence[float], batch_size: int = 128, flip: bool = True,
-                      n_folds: int = 10, device: torch.device | str = "cpu", bgr: bool = False,
+def evaluate_pair_set(model: nn.Module, pair_set: Any, *,
+                      preprocessing: Preprocessing | None = None, batch_size: int = 128,
+                      flip: bool = True, n_folds: int = 10, device: torch.device | str = "cpu",
                       autocast_dtype: torch.dtype | None = None) -> dict[str, Any]:
     """Verification report as a dict (``accuracy_mean``, ``accuracy_std``, ``auc``, ``eer``)."""
     from marginface.eval.verification import verify_scores
 
     if isinstance(pair_set, PairImages):
-        emb = embed_images(model, pair_set.images, mean=mean, std=std, batch_size=batch_size,
-                           flip=flip, device=device, bgr=bgr, autocast_dtype=autocast_dtype)
+        emb = embed_images(model, pair_set.images, preprocessing=preprocessing,
+                           batch_size=batch_size, flip=flip, device=device,
+                           autocast_dtype=autocast_dtype)
         scores = (emb[0::2] * emb[1::2]).sum(dim=1).numpy().astype(np.float64)
         report = verify_scores(scores, np.asarray(pair_set.issame, dtype=bool), n_folds=n_folds)
         result = report.to_dict()

@@ -24,13 +24,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from marginface.templates import template_for_size
 from marginface.train.config import DataConfig, EvalSetConfig
 
 __all__ = ["FaceCrop", "IdentitySubset", "LFWPeopleDataset", "folder_pairs",
            "check_readable", "build_real_dataset", "build_real_pair_set"]
-
-_TEMPLATES = {(112, 96): "sphereface_112x96", (112, 112): "arcface_112x112"}
-
 
 class FaceCrop:
     """PIL image -> uint8 (3, H, W): as is at the input size, else aligned or centre-cropped."""
@@ -43,7 +41,7 @@ class FaceCrop:
 
         image = image.convert("RGB")
         if landmarks is not None:
-            template = _TEMPLATES.get(self.size)
+            template = template_for_size(self.size)
             if template is None:
                 raise ValueError(f"model.input_size={self.size}: alignment from landmarks needs "
                                  f"(112, 96) or (112, 112)")

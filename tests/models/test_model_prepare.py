@@ -1,4 +1,4 @@
-"""The fast inference path: BN folding, channels_last and bf16 against plain eager PyTorch."""
+"""prepare_for_inference: BN folding, channels_last and bf16 against plain eager PyTorch."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from face_samples import aligned_lfw_faces
 from torch import nn
 
-from marginface.models import Embedder, create_model, import_state_dict, prepare_for_inference
-from marginface.models.inference import fold_batchnorm
+from marginface.models import create_model, import_state_dict, prepare_for_inference
+from marginface.models.prepare import fold_batchnorm
 
 SMALL = (32, 32)
 
@@ -72,26 +72,6 @@ def test_bf16_path_returns_float32_close_to_eager():
     assert F.cosine_similarity(got, expected).min() > 0.99
 
 
-def test_embedder_chunks_flips_and_preprocesses():
-    model = _with_statistics("mobilefacenet", (48, 32))
-    x = torch.randn(7, 3, 48, 32)
-    whole = Embedder(model, batch_size=64)(x)
-    chunked = Embedder(model, batch_size=3)(x)
-    assert torch.allclose(whole, chunked, atol=1e-5, rtol=1e-4)
-    with torch.no_grad():
-        flipped = model(x) + model(x.flip(3))
-    got = Embedder(model)(x, flip=True)
-    assert (got - flipped).abs().max() <= 1e-4 * flipped.abs().max()
-    pixels = torch.randint(0, 256, (2, 3, 48, 32)).float()
-    with torch.no_grad():
-        expected = model((pixels - 127.5) / 128)
-    assert torch.allclose(Embedder(model).embed_pixels(pixels), expected, atol=1e-4, rtol=1e-3)
-    with pytest.raises(ValueError, match="model expects"):
-        Embedder(model)(torch.randn(2, 3, 32, 32))
-    with pytest.raises(ValueError, match="batch_size"):
-        Embedder(model, batch_size=0)
-
-
 @pytest.mark.shared
 def test_fast_paths_agree_with_eager_on_real_lfw_faces(shared_dir):
     checkpoint = torch.load(
@@ -106,7 +86,8 @@ def test_fast_paths_agree_with_eager_on_real_lfw_faces(shared_dir):
     with torch.no_grad():
         eager = model(images)
     for bf16 in (False, True):
-        fast = Embedder(model, bf16=bf16, batch_size=16)(images)
+        with torch.no_grad():
+            fast = prepare_for_inference(model, bf16=bf16)(images)
         cosine = F.cosine_similarity(fast, eager)
         assert cosine.min() > (0.99999 if not bf16 else 0.999), (bf16, cosine.min())
     # Real faces of different people are far from identical: the check above is not vacuous.
