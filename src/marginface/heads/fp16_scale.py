@@ -1,0 +1,39 @@
+"""The power-of-two gradient scale for float16 products (one rule for every head's backward).
+
+A float16 backward computes ``g @ w`` and ``g.T @ x`` with ``g`` cast to float16 (max 65504).
+Exact margin gradients near theta = 0 or pi reach ~10^5, so ``g`` is multiplied by a power of two
+before the cast and the products are divided by it after (in float32). A power of two makes the
+scaling exact: only the float16 rounding of ``g`` itself remains.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["FP16_TARGET_EXPONENT", "FP16_SCALE_EXPONENT_LIMIT", "fp16_gradient_scale"]
+
+#: The bound on every product entry is mapped to 2^14, one power of two below float16's max.
+FP16_TARGET_EXPONENT = 14.0
+#: The exponent is clamped to +-120 so that both the scale and 1/scale are normal float32 numbers
+#: (float32's normal range is 2^-126 .. 2^128, and the scale is applied in float32). This clamp
+#: never binds for a finite float32 bound (2^-126 .. 2^128 gives exponents 140 .. -114, so only
+#: the tiniest bounds hit +120): a narrower clamp such as +-60 would leave bounds above 2^74
+#: overflowing to inf and tiny gradients (bound below 2^-46) flushed to zero in float16.
+FP16_SCALE_EXPONENT_LIMIT = 120.0
+
+
+def fp16_gradient_scale(grad: Tensor, x: Tensor, w: Tensor) -> Tensor:
+    """A 0-d float32 power of two keeping ``grad @ w`` and ``grad.T @ x`` below 2^14 in float16.
+
+    Each product entry is bounded by the largest row (column) L1 norm of ``grad`` times the
+    largest ``|w|`` (``|x|``). Computed on the device: no host sync.
+    """
+    if grad.numel() == 0:
+        return torch.ones((), dtype=torch.float32, device=grad.device)
+    a = grad.abs()
+    bound_x = a.sum(dim=1).amax().float() * w.abs().amax().float()
+    bound_w = a.sum(dim=0).amax().float() * x.abs().amax().float()
+    bound = torch.maximum(bound_x, bound_w).clamp_min(torch.finfo(torch.float32).tiny)
+    exponent = torch.floor(FP16_TARGET_EXPONENT - torch.log2(bound))
+    return torch.exp2(exponent.clamp(-FP16_SCALE_EXPONENT_LIMIT, FP16_SCALE_EXPONENT_LIMIT))
