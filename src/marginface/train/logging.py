@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from marginface.atomic import atomic_write_text
+
 __all__ = ["METRIC_COLUMNS", "EVAL_COLUMNS", "RunLogger", "plot_run", "format_summary"]
 
 METRIC_COLUMNS = ("step", "epoch", "loss", "lr", "images_per_second", "grad_norm")
@@ -157,7 +159,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
 def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> Path:
     path = Path(run_dir) / "summary.json"
-    path.write_text(json.dumps(dict(summary), indent=2, default=float) + "\n")
+    atomic_write_text(path, json.dumps(dict(summary), indent=2, default=float) + "\n")
     return path
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from marginface.atomic import atomic_write
 from marginface.train.logging import format_summary, plot_run, write_summary
 
 __all__ = ["RunTotals", "finish_run", "save_model_file", "count_skipped"]
@@ -40,7 +41,8 @@ def save_model_file(model: nn.Module, run_dir: Path) -> Path:
         save_model(model, path)
     else:  # a backbone from outside marginface.models: plain state dict
         path = run_dir / "model.pt"
-        torch.save(model.state_dict(), path)
+        with atomic_write(path) as handle:
+            torch.save(model.state_dict(), handle)
     return path
 
 
