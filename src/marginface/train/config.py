@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from marginface.atomic import atomic_write_text
-from marginface.train.typed import from_mapping
+from marginface.typed import from_mapping
 
 __all__ = [
     "ModelConfig",
