@@ -1,7 +1,7 @@
 """marginface.eval: face verification evaluation (10-fold protocol, ROC, EER, TAR@FAR)."""
 
 from marginface.eval.embed import EmbeddingResult, FaceImages, compute_embeddings
-from marginface.eval.evaluate import evaluate_model, pair_scores
+from marginface.eval.evaluate import PairSetEvaluation, evaluate_model, pair_scores
 from marginface.eval.roc import (
     best_accuracy_threshold,
     equal_error_rate,
@@ -15,6 +15,7 @@ from marginface.eval.verification import VerificationReport, contiguous_folds, v
 __all__ = [
     "EmbeddingResult",
     "FaceImages",
+    "PairSetEvaluation",
     "VerificationReport",
     "best_accuracy_threshold",
     "compute_embeddings",

@@ -6,7 +6,6 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -50,8 +49,7 @@ def run_evaluation(
     out_dir = Path(out_dir)
     model = load_model_file(model_file)
     pairs = load_pairs(pairs_spec, landmarks_file=landmarks_file, skip_bad_images=skip_bad_images)
-    details: dict[str, Any] = {}
-    report, scores = evaluate_model(
+    evaluation = evaluate_model(
         model,
         pairs,
         flip=flip,
@@ -60,17 +58,17 @@ def run_evaluation(
         subtract_mean=subtract_mean,
         skip_bad_images=skip_bad_images,
         num_workers=num_workers,
-        details=details,
         engine=engine,
     )
+    report, scores = evaluation.report, evaluation.scores
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "scores.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["fold", "same", "score"])
-        for fold, same, score in zip(details["folds"], details["issame"], scores, strict=True):
+        for fold, same, score in zip(evaluation.folds, evaluation.issame, scores, strict=True):
             writer.writerow([int(fold), int(same), f"{float(score):.6f}"])
     title = f"{Path(pairs.name).name}: acc {100 * report.accuracy_mean:.2f}%, AUC {report.auc:.4f}"
-    plot_roc(scores, details["issame"], out_dir / "roc.png", title=title)
+    plot_roc(scores, evaluation.issame, out_dir / "roc.png", title=title)
     payload = report.to_dict()
     payload.update(
         model_file=str(model_file),
@@ -78,9 +76,9 @@ def run_evaluation(
         flip=flip,
         subtract_mean=subtract_mean,
         engine=engine,
-        alignment=details["alignment"],
-        failed_images=details["failed_images"],
-        missing_images=details["missing_images"],
+        alignment=evaluation.alignment,
+        failed_images=evaluation.failed_images,
+        missing_images=evaluation.missing_images,
         seconds=round(time.perf_counter() - start, 2),
     )
     (out_dir / "report.json").write_text(json.dumps(payload, indent=2) + "\n")

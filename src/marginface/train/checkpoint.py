@@ -33,6 +33,7 @@ __all__ = [
     "capture_rng_state",
     "restore_rng_state",
     "checkpoint_name",
+    "CheckpointKeeper",
 ]
 
 _MAGIC = b"MARGINFACE-CKPT 1 "
@@ -130,6 +131,25 @@ def prune_checkpoints(directory: str | Path, keep: int) -> list[Path]:
     for stale in Path(directory).glob(TEMP_GLOB):  # leftovers of a crash mid-write
         stale.unlink(missing_ok=True)
     return removed
+
+
+class CheckpointKeeper:
+    """A run's ``checkpoints/`` directory: periodic ``step_<N>.ckpt`` files, the newest ``keep``
+    kept. The one checkpoint routine of the marginface trainer and of Caffe-solver runs."""
+
+    def __init__(self, directory: str | Path, keep: int) -> None:
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def save(self, state: dict[str, Any], step: int) -> Path:
+        """Write ``step_<step>.ckpt`` atomically, then delete all but the newest ``keep``."""
+        path = save_checkpoint(state, self.directory / checkpoint_name(step))
+        prune_checkpoints(self.directory, self.keep)
+        return path
+
+    def save_named(self, state: dict[str, Any], name: str) -> Path:
+        """Write a checkpoint that pruning never deletes (``best.ckpt``)."""
+        return save_checkpoint(state, self.directory / name)
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from marginface.atomic import atomic_write_text
 
-__all__ = ["METRIC_COLUMNS", "EVAL_COLUMNS", "RunLogger", "plot_run", "format_summary"]
+__all__ = ["METRIC_COLUMNS", "EVAL_COLUMNS", "RunLogger", "MetricsWindow", "plot_run",
+           "format_summary", "write_summary"]
 
 METRIC_COLUMNS = ("step", "epoch", "loss", "lr", "images_per_second", "grad_norm")
 EVAL_COLUMNS = ("step", "set", "accuracy_mean", "accuracy_std", "auc", "eer")
@@ -94,6 +96,38 @@ class RunLogger:
             self._writer = None
 
 
+class MetricsWindow:
+    """The steps since the last logged one: when to log, and that row's images/s and mean loss.
+
+    Shared by the marginface trainer and Caffe-solver runs: a row is due every ``interval``
+    steps and at step ``total_steps``; :meth:`take` measures from the previous take (or from
+    construction) and starts the next window.
+    """
+
+    def __init__(self, interval: int, total_steps: int) -> None:
+        self.interval = max(int(interval), 1)
+        self.total_steps = total_steps
+        self._start = time.perf_counter()
+        self._images = 0
+        self._losses: list[float] = []
+
+    def add(self, images: int, loss: float) -> None:
+        """Count one step's images and loss."""
+        self._images += images
+        self._losses.append(loss)
+
+    def due(self, step: int) -> bool:
+        return step % self.interval == 0 or step == self.total_steps
+
+    def take(self, now: float | None = None) -> tuple[float, float]:
+        """``(images per second, mean loss)`` of the window, which then starts again."""
+        now = time.perf_counter() if now is None else now
+        rate = self._images / max(now - self._start, 1e-9)
+        mean = sum(self._losses) / len(self._losses) if self._losses else math.nan
+        self._start, self._images, self._losses = now, 0, []
+        return rate, mean
+
+
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Write loss.png, lr.png and (when evaluated) verification.png from the run's CSV files."""
     import matplotlib
@@ -162,5 +196,3 @@ def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> Path:
     atomic_write_text(path, json.dumps(dict(summary), indent=2, default=float) + "\n")
     return path
 
-
-__all__ += ["write_summary"]

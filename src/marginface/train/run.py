@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from marginface.train.config import load_config
 from marginface.train.distributed import init_distributed, shutdown_distributed
 from marginface.train.engine import Trainer
+from marginface.train.summary import RunSummary
 
 __all__ = ["run_training", "run_demo", "DEMO_OVERRIDES", "default_run_dir"]
 
@@ -60,8 +60,8 @@ def run_training(
     max_steps: int | None = None,
     resume: str | Path | None = None,
     stop_after: int | None = None,
-) -> dict[str, Any]:
-    """Train as configured; returns the summary (rank 0) or ``{"steps": n}`` (other ranks)."""
+) -> RunSummary:
+    """Train as configured; returns the summary (every field on rank 0, ``steps`` elsewhere)."""
     if resume is not None:
         run_dir = Path(resume)
         if config_path is not None or overrides:
@@ -87,13 +87,13 @@ def run_training(
         summary = trainer.fit(stop_after=stop_after)
     finally:
         shutdown_distributed(ctx)
-    if ctx.is_main and "text" in summary:
-        print(summary["text"])
+    if ctx.is_main and summary.text:
+        print(summary.text)
     return summary
 
 
 def run_demo(out: str | Path | None = None, *, max_steps: int | None = None,
-             overrides: Sequence[str] = ()) -> dict[str, Any]:
+             overrides: Sequence[str] = ()) -> RunSummary:
     """Train the embedded default and print verification accuracy on held-out identities."""
     run_dir = Path(out) if out is not None else default_run_dir("demo")
     extra = [*DEMO_OVERRIDES, *overrides]
@@ -111,5 +111,5 @@ def run_demo(out: str | Path | None = None, *, max_steps: int | None = None,
     summary = trainer.fit()
     for row in trainer.history[1:]:
         print(f"step {row['step']}: accuracy {100 * row[name]:.1f}%")
-    print(summary["text"])
+    print(summary.text)
     return summary
