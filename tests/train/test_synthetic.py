@@ -51,7 +51,7 @@ def test_short_run_learns_and_writes_every_artefact(tmp_path):
     """MobileFaceNet (width 0.25, 32x32) + CosFace on synthetic faces: held-out verification
     rises well above chance, and the run directory holds every artefact."""
     from marginface.models import load_model
-    from marginface.train.run import run_training
+    from marginface.train.launch import run_training
 
     overrides = [
         "model.name=mobilefacenet", "model.input_size=[32, 32]", "model.embedding_dim=32",

@@ -8,7 +8,7 @@ the embedded default dataset is ``SyntheticFaces`` / ``synthetic_pairs``.
 from marginface.train.checkpoint import CheckpointError
 from marginface.train.config import Config, load_config
 from marginface.train.engine import Trainer, TrainingDiverged
-from marginface.train.run import run_demo, run_training
+from marginface.train.launch import run_demo, run_training
 from marginface.train.synthetic import SyntheticFaces, synthetic_pairs
 
 __all__ = [
