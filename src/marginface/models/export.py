@@ -18,6 +18,8 @@ from torch import nn
 from marginface.models.config import ModelConfig
 from marginface.models.io import METADATA_KEY, load_model
 
+__all__ = ["EXPORT_FORMATS", "export_onnx", "export_model"]
+
 EXPORT_FORMATS = ("onnx",)
 
 

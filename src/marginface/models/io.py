@@ -20,6 +20,15 @@ from marginface.atomic import atomic_write_bytes
 from marginface.models.config import ModelConfig, Preprocessing
 from marginface.models.registry import create_model
 
+__all__ = [
+    "METADATA_KEY",
+    "FORMAT_KEY",
+    "FORMAT_VERSION",
+    "save_model",
+    "read_config",
+    "load_model",
+]
+
 METADATA_KEY = "marginface.model_config"
 FORMAT_KEY = "marginface.format"
 FORMAT_VERSION = "1"

@@ -16,6 +16,8 @@ from torch import nn
 from marginface.models import iresnet, mobilefacenet, spherenet
 from marginface.models.config import ModelConfig, default_preprocessing
 
+__all__ = ["ModelSpec", "list_models", "create_model"]
+
 
 @dataclass(frozen=True)
 class ModelSpec:
