@@ -1,8 +1,8 @@
 """insightface ``.bin`` verification sets: read and write.
 
-A ``.bin`` (SPEC section 6) is a pickle of ``(bins, issame_list)``: ``bins`` holds 2N encoded
-images (``bytes``, or uint8 numpy arrays of the encoded bytes in newer files), pair ``i`` is
-``(bins[2i], bins[2i+1])`` and ``issame_list[i]`` its flag. Files written by Python 2 need
+A ``.bin`` (docs/data.md#verification-sets) is a pickle of ``(bins, issame_list)``: ``bins`` holds
+2N encoded images (``bytes``, or uint8 numpy arrays of the encoded bytes in newer files), pair ``i``
+is ``(bins[2i], bins[2i+1])`` and ``issame_list[i]`` its flag. Files written by Python 2 need
 ``encoding='bytes'``. The unpickler here only accepts numpy's array reconstruction, so a ``.bin``
 cannot run arbitrary code.
 """

@@ -1,9 +1,10 @@
 """LFW: ``pairs.txt`` (View 2), ``people.txt``, ``name/name_%04d.jpg`` images, 5-point landmarks.
 
-pairs.txt (SPEC section 6): first line ``folds n`` (``10 300``), then per fold ``n`` same lines
-``name i j`` and ``n`` different lines ``name1 i name2 j``. people.txt: the number of folds, then
-per fold a count and ``name n`` lines. lfw_landmark.txt (and any landmarks file of that layout):
-``relative/path x1 y1 ... x5 y5`` per line, left eye, right eye, nose, left and right mouth corner.
+pairs.txt (LFW's README; docs/data.md#verification-sets): first line ``folds n`` (``10 300``), then
+per fold ``n`` same lines ``name i j`` and ``n`` different lines ``name1 i name2 j``. people.txt:
+the number of folds, then per fold a count and ``name n`` lines. lfw_landmark.txt (and any landmarks
+file of that layout): ``relative/path x1 y1 ... x5 y5`` per line, left eye, right eye, nose, left
+and right mouth corner.
 """
 
 from __future__ import annotations
