@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marginface.atomic import atomic_write
 from marginface.data.pairs import ImageItem, PairSet
 
 __all__ = ["read_bin", "write_bin", "load_bin"]
@@ -78,7 +79,7 @@ def write_bin(path: str | Path, images: Sequence[bytes], issame: Sequence[bool])
     flags = [bool(s) for s in issame]
     if len(images) != 2 * len(flags):
         raise ValueError(f"images has {len(images)} entries, expected 2 * {len(flags)}")
-    with Path(path).open("wb") as handle:
+    with atomic_write(path) as handle:
         pickle.dump((images, flags), handle, protocol=4)
 
 

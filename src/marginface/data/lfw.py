@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marginface.atomic import atomic_write_text
 from marginface.data.pairs import PairSet, build_pairset
 
 __all__ = [
@@ -131,7 +132,7 @@ def write_landmarks(path: str | Path, table: dict[str, np.ndarray]) -> None:
     for name, points in table.items():
         values = np.asarray(points, dtype=float).reshape(10)
         lines.append("\t".join([name] + [f"{v:g}" for v in values]))
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def load_lfw(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from marginface.atomic import atomic_write, atomic_write_text
 from marginface.data.loading import load_pairs
 from marginface.eval.evaluate import evaluate_model
 from marginface.eval.plots import plot_roc
@@ -62,7 +63,7 @@ def run_evaluation(
     )
     report, scores = evaluation.report, evaluation.scores
     out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "scores.csv").open("w", newline="") as handle:
+    with atomic_write(out_dir / "scores.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["fold", "same", "score"])
         for fold, same, score in zip(evaluation.folds, evaluation.issame, scores, strict=True):
@@ -81,5 +82,5 @@ def run_evaluation(
         missing_images=evaluation.missing_images,
         seconds=round(time.perf_counter() - start, 2),
     )
-    (out_dir / "report.json").write_text(json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out_dir / "report.json", json.dumps(payload, indent=2) + "\n")
     return report

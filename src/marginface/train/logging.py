@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from marginface.atomic import atomic_write_text
+from marginface.atomic import atomic_path, atomic_write_text
 
 __all__ = ["METRIC_COLUMNS", "EVAL_COLUMNS", "RunLogger", "MetricsWindow", "plot_run",
            "format_summary", "write_summary"]
@@ -149,7 +149,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = run_dir / f"{key}.png"
-        fig.savefig(path, dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
         written.append(path)
     evals = _read_rows(run_dir / "verification.csv")
@@ -166,7 +167,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = run_dir / "verification.png"
-        fig.savefig(path, dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
         written.append(path)
     return written
