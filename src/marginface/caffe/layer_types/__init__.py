@@ -50,7 +50,7 @@ LAYER_TYPES: dict[str, type[CaffeLayer]] = {
     "Softmax": Softmax,
     "FocalLoss": FocalLoss,
     "Accuracy": Accuracy,
-    # InnerProduct, Scale, SoftmaxWithLoss and the seed's margin layers:
+    # InnerProduct, Scale, SoftmaxWithLoss and the seed article's margin layers:
     **{name: LibraryLayer for name in LIBRARY_LAYER_TYPES},
 }
 
