@@ -8,6 +8,7 @@ model's config (preprocessing included) is written into the ONNX metadata_props 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import warnings
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from marginface.atomic import atomic_write_bytes
 from marginface.models.config import ModelConfig
 from marginface.models.io import METADATA_KEY, load_model
 
@@ -34,25 +36,24 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17) -> Path:
     height, width = config.input_size
     example = torch.zeros(2, 3, height, width)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()  # exported in memory, so the file is written once, atomically
     with warnings.catch_warnings():
         # The TorchScript-based exporter warns that it is legacy; it needs no onnxscript.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
             (example,),
-            str(path),
+            buffer,
             input_names=["images"],
             output_names=["embeddings"],
             dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
             opset_version=opset,
             dynamo=False,
         )
-    proto = onnx.load(str(path))
+    proto = onnx.load_model_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(config.to_dict())
-    onnx.save(proto, str(path))
-    return path
+    return atomic_write_bytes(path, proto.SerializeToString())
 
 
 def export_model(model_file: str | Path, output: str | Path, *, format: str = "onnx") -> Path:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from marginface.atomic import atomic_path, atomic_write_text
+from marginface.atomic import atomic_path, atomic_write, atomic_write_text
 
 __all__ = ["METRIC_COLUMNS", "EVAL_COLUMNS", "RunLogger", "MetricsWindow", "plot_run",
            "format_summary", "write_summary"]
@@ -34,7 +34,7 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 
 def _truncate(path: Path, columns: tuple[str, ...], last_step: int) -> None:
     rows = [r for r in _read_rows(path) if int(r["step"]) <= last_step]
-    with path.open("w", newline="") as handle:
+    with atomic_write(path, "w", newline="") as handle:  # a crash keeps the untruncated file
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
