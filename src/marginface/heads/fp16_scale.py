@@ -13,13 +13,14 @@ from torch import Tensor
 
 __all__ = ["FP16_TARGET_EXPONENT", "FP16_SCALE_EXPONENT_LIMIT", "fp16_gradient_scale"]
 
-#: The bound on every product entry is mapped to 2^14, one power of two below float16's max.
+#: The bound on every product entry is mapped to 2^14, below float16's max (65504, about 2^16).
 FP16_TARGET_EXPONENT = 14.0
 #: The exponent is clamped to +-120 so that both the scale and 1/scale are normal float32 numbers
-#: (float32's normal range is 2^-126 .. 2^128, and the scale is applied in float32). This clamp
-#: never binds for a finite float32 bound (2^-126 .. 2^128 gives exponents 140 .. -114, so only
-#: the tiniest bounds hit +120): a narrower clamp such as +-60 would leave bounds above 2^74
-#: overflowing to inf and tiny gradients (bound below 2^-46) flushed to zero in float16.
+#: (float32's normal range is 2^-126 .. 2^128, and the scale is applied in float32). The lower end
+#: never binds for a finite float32 bound (< 2^128 gives an exponent > -114); the upper end binds
+#: only for bounds below 2^-106. A narrower clamp such as +-60 leaves bounds above ~2^76
+#: overflowing to inf in float16 and under-scales bounds below 2^-46 (small gradient entries then
+#: sink into float16's subnormals or to zero).
 FP16_SCALE_EXPONENT_LIMIT = 120.0
 
 
