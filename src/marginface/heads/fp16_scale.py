@@ -28,13 +28,16 @@ def fp16_gradient_scale(grad: Tensor, x: Tensor, w: Tensor) -> Tensor:
     """A 0-d float32 power of two keeping ``grad @ w`` and ``grad.T @ x`` below 2^14 in float16.
 
     Each product entry is bounded by the largest row (column) L1 norm of ``grad`` times the
-    largest ``|w|`` (``|x|``). Computed on the device: no host sync.
+    largest ``|w|`` (``|x|``); the largest ``|grad|`` bounds the cast ``grad * scale`` itself
+    (with unit-norm rows every ``|x|``, ``|w|`` can be below 1/4, and then a product bound of
+    2^14 alone let the float16 gradient reach inf). Computed on the device: no host sync.
     """
     if grad.numel() == 0:
         return torch.ones((), dtype=torch.float32, device=grad.device)
     a = grad.abs()
     bound_x = a.sum(dim=1).amax().float() * w.abs().amax().float()
     bound_w = a.sum(dim=0).amax().float() * x.abs().amax().float()
-    bound = torch.maximum(bound_x, bound_w).clamp_min(torch.finfo(torch.float32).tiny)
+    bound = torch.maximum(torch.maximum(bound_x, bound_w), a.amax().float())
+    bound = bound.clamp_min(torch.finfo(torch.float32).tiny)
     exponent = torch.floor(FP16_TARGET_EXPONENT - torch.log2(bound))
     return torch.exp2(exponent.clamp(-FP16_SCALE_EXPONENT_LIMIT, FP16_SCALE_EXPONENT_LIMIT))
