@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from marginface.data import load_pairs
 from marginface.eval.embed import FaceImages, model_preprocessing
 from marginface.eval.engines import make_forward
-from marginface.eval.run import run_evaluation
+from marginface.eval.model_report import run_evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

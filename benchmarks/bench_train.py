@@ -58,7 +58,7 @@ def rate(trainer: Trainer, steps: int) -> float:
     """Images per second over ``steps`` more steps (data waiting included)."""
     trainer.total_steps = trainer.step + steps
     summary = trainer.fit()
-    return float(summary["images_per_second"])
+    return float(summary.images_per_second)
 
 
 def main() -> None:

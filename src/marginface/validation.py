@@ -11,6 +11,17 @@ import math
 import torch
 from torch import Tensor
 
+__all__ = [
+    "check_positive",
+    "check_positive_int",
+    "check_non_negative",
+    "check_margins",
+    "check_sphereface_m",
+    "check_sphereface",
+    "check_embeddings",
+    "check_labels",
+]
+
 
 def check_positive(name: str, value: float) -> float:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from marginface.caffe.layer_types.norm import BatchNorm
 from marginface.caffe.net import CaffeNet
-from marginface.caffe.netlayers.norm import BatchNorm
 
 
 @pytest.fixture
 def library():
-    """``marginface.caffe.layers`` (the seed's layer modules, another part of the project)."""
-    import marginface.caffe.layers as module
+    """``marginface.caffe.margin_layers`` (the seed article's layers as modules)."""
+    import marginface.caffe.margin_layers as module
 
     return module
 

@@ -11,12 +11,12 @@ from PIL import Image
 
 from marginface.caffe import load_net
 from marginface.caffe.convert import convert_caffe_model, preprocessing_from_data
-from marginface.caffe.netlayers.data import DataLayerInfo
-from marginface.caffe.netlayers.norm import BatchNorm
+from marginface.caffe.layer_types.data import DataLayerInfo
+from marginface.caffe.layer_types.norm import BatchNorm
 from marginface.caffe.weights import save_caffemodel
 from marginface.cli.main import main
 from marginface.eval import Embedder, compute_embeddings
-from marginface.eval.run import load_model_file
+from marginface.eval.model_report import load_model_file
 from marginface.models import load_model, read_config
 
 SPHERE = "sphereface/sphereface_deploy.prototxt"

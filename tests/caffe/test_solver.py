@@ -49,17 +49,19 @@ def test_from_dict_message_like_items_and_single_repeated():
 
 
 @pytest.mark.parametrize("fields,match", [
-    ({"lr_policy": "fixed", "learning_rate": 0.1}, "unknown field 'learning_rate'"),
+    ({"lr_policy": "fixed", "learning_rate": 0.1}, "unknown config key 'solver.learning_rate'"),
     ({"lr_policy": "cosine"}, "lr_policy must be one of"),
     ({"gamma": 0.1}, "'lr_policy' is missing"),
     ({"lr_policy": "step"}, "stepsize > 0"),
     ({"lr_policy": "poly", "power": 1}, "max_iter > 0"),
     ({"lr_policy": "multistep", "stepvalue": [10, 5]}, "increase strictly"),
-    ({"lr_policy": "fixed", "max_iter": 10.5}, "max_iter must be an integer"),
-    ({"lr_policy": "fixed", "momentum": "0.9"}, "momentum must be a number"),
+    ({"lr_policy": "fixed", "max_iter": 10.5}, "solver.max_iter: expected an int"),
+    ({"lr_policy": "fixed", "momentum": "0.9"}, "solver.momentum: expected a number"),
     ({"lr_policy": "fixed", "gamma": [0.1, 0.2]}, "given 2 times"),
     ({"lr_policy": "fixed", "iter_size": 0}, "iter_size must be >= 1"),
     ({"lr_policy": "fixed", "type": "LBFGS"}, "unknown solver type"),
+    ({"lr_policy": "fixed", "ignored": {}}, "unknown field 'ignored'"),
+    ({"lr_policy": "fixed", "test_iter": [1.5]}, r"solver.test_iter\[0\]: expected an int"),
 ])
 def test_from_dict_errors(fields, match):
     with pytest.raises(ValueError, match=re.escape(match) if "'" in match else match):
@@ -179,5 +181,5 @@ def test_real_solvers_parse(shared_dir, rel):
 def test_from_prototxt_text_and_error():
     cfg = SolverConfig.from_prototxt('base_lr: 0.05\nlr_policy: "poly"\npower: 1\nmax_iter: 10\n')
     assert caffe_learning_rate(cfg, 5) == pytest.approx(0.025)
-    with pytest.raises(ValueError, match="<solver text>: solver: unknown field 'foo'"):
+    with pytest.raises(ValueError, match="<solver text>: unknown config key 'solver.foo'"):
         SolverConfig.from_prototxt('base_lr: 0.05\nlr_policy: "fixed"\nfoo: 1\n')

@@ -8,7 +8,7 @@ import torch
 from marginface.models import count_madds, create_model, profile
 
 # (name, options, params, MAdds) at 112x112; sources: MobileFaceNet paper, insightface model zoo
-# (mbf), ArcFace / insightface (IResNet), SPEC.md section 5.
+# (mbf), ArcFace / insightface (IResNet).
 PUBLISHED = [
     ("mobilefacenet", {}, 0.99e6, 221e6),
     ("mobilefacenet_wide", {}, 2.06e6, 0.44e9),

@@ -11,6 +11,7 @@ import torch
 
 from marginface.train.checkpoint import (
     CheckpointError,
+    CheckpointKeeper,
     capture_rng_state,
     checkpoint_name,
     latest_good_checkpoint,
@@ -86,3 +87,12 @@ def test_rng_state_round_trip():
     restore_rng_state(state)
     b = (random.random(), np.random.rand(), torch.rand(1))
     assert a[:2] == b[:2] and torch.equal(a[2], b[2])
+
+
+def test_keeper_keeps_the_newest_and_named(tmp_path):
+    keeper = CheckpointKeeper(tmp_path / "checkpoints", keep=2)
+    for step in (1, 2, 3):
+        keeper.save({"step": step}, step)
+    keeper.save_named({"step": 3}, "best.ckpt")
+    assert [s for s, _ in list_checkpoints(keeper.directory)] == [2, 3]
+    assert load_checkpoint(keeper.directory / "best.ckpt")["step"] == 3

@@ -55,7 +55,7 @@ def test_unreadable_image_is_an_error_or_a_counted_skip(tmp_path):
     assert not (tmp_path / "run").exists()
     trainer = _trainer(tmp_path, data, "data.skip_unreadable=true")
     summary = trainer.fit()
-    assert summary["skipped_images"] == 1
+    assert summary.skipped_images == 1
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_images"] == 1
     first = trainer.train_dataset[0][0]
     assert first.dtype == torch.uint8 and first.shape == (3, 32, 32)  # centre crop + resize

@@ -10,6 +10,7 @@ from train_helpers import TinyCosFace, TinyNet
 from marginface.train.checkpoint import list_checkpoints, load_checkpoint
 from marginface.train.config import load_config
 from marginface.train.engine import Trainer, TrainingDiverged
+from marginface.train.summary import RunSummary
 
 BASE = [
     "model.input_size=[32, 32]",
@@ -45,7 +46,7 @@ def test_exact_resume(tmp_path, optimizer):
     whole = tiny_trainer(tmp_path / "a", steps)
     whole.fit()
     half = tiny_trainer(tmp_path / "b", steps)
-    assert half.fit(stop_after=4) == {"steps": 4, "interrupted": True}
+    assert half.fit(stop_after=4) == RunSummary(steps=4, interrupted=True)
     assert [s for s, _ in list_checkpoints(tmp_path / "b" / "checkpoints")] == [4]
     resumed = tiny_trainer(tmp_path / "b", resume=True)
     assert resumed.step == 4
@@ -134,7 +135,7 @@ def test_bf16_autocast_trains(tmp_path):
     trainer = tiny_trainer(tmp_path, ["train.max_steps=3", "train.precision=bf16",
                                       "train.checkpoint_interval=0"])
     summary = trainer.fit()
-    assert summary["steps"] == 3 and summary["final_loss"] == summary["final_loss"]
+    assert summary.steps == 3 and summary.final_loss == summary.final_loss
 
 
 def test_training_step_uses_the_fused_loss(tmp_path, monkeypatch):

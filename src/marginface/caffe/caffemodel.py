@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marginface.atomic import atomic_write_bytes
 from marginface.caffe.wire import (
     FIXED32,
     FIXED64,
@@ -224,4 +225,4 @@ def encode_caffemodel(layers: list[LayerBlobs], *, name: str = "") -> bytes:
 def write_caffemodel(path: str | os.PathLike[str], layers: list[LayerBlobs], *,
                      name: str = "") -> None:
     """Write ``layers`` to a ``.caffemodel`` file that Caffe (and ``read_caffemodel``) reads."""
-    Path(path).write_bytes(encode_caffemodel(layers, name=name))
+    atomic_write_bytes(path, encode_caffemodel(layers, name=name))

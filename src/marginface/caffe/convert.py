@@ -44,8 +44,8 @@ from marginface.caffe.convert_map import (
     fit_shapes,
     forward_to,
 )
+from marginface.caffe.layer_types.data import DataLayerInfo
 from marginface.caffe.net import CaffeNet, load_net
-from marginface.caffe.netlayers.data import DataLayerInfo
 from marginface.models import (
     ImportReport,
     Preprocessing,
@@ -54,7 +54,8 @@ from marginface.models import (
     import_state_dict,
 )
 
-__all__ = ["ConversionReport", "caffe_tensors", "convert_caffe_model", "preprocessing_from_data"]
+__all__ = ["ConversionReport", "caffe_tensors", "convert_caffe_model", "convert_caffe_to_file",
+           "preprocessing_from_data"]
 
 @dataclass
 class ConversionReport:

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from marginface.caffe.layer_types.data import DataLayerInfo
 from marginface.caffe.net import CaffeNet
-from marginface.caffe.netlayers.data import DataLayerInfo
 from marginface.preprocessing import CHANNEL_ORDERS
 
 __all__ = ["CaffeFeed", "feed_for_net", "net_data_layer", "data_shape"]

@@ -13,7 +13,7 @@ Caffe's definitions, for a blob with ``count`` elements and shape ``(d0, d1, ...
 
 A missing filler message means Caffe's default, ``constant`` 0 (Caffe's layers pass their own
 defaults where they differ: Scale 1, PReLU 0.25). The filler is a prototxt ``Message`` or a plain
-mapping of the same fields (the keyword form of ``marginface.caffe.layers``); a field
+mapping of the same fields (the keyword form of ``marginface.caffe.margin_layers``); a field
 FillerParameter does not define is an error.
 """
 

@@ -1,7 +1,7 @@
 """Build a PyTorch module from a Caffe net definition (``.prototxt``).
 
 ``load_net(path_or_text, phase)`` keeps the layers that the phase's NetStateRules include, builds
-one module per layer (see :mod:`marginface.caffe.netlayers`) and runs them in file order, passing
+one module per layer (see :mod:`marginface.caffe.layer_types`) and runs them in file order, passing
 blobs by name; in-place layers (top == bottom) simply rebind the name. Bottoms that no earlier
 layer produces, and the tops of Data/ImageData/Input layers, are the net's inputs, given as
 keyword tensors: ``net(data=x, label=y)`` returns a dict of every blob by name (its final value).
@@ -14,14 +14,14 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from marginface.caffe.netlayers import (
+from marginface.caffe.layer_types import (
     DATA_LAYER_TYPES,
     LAYER_TYPES,
     V1_TYPES,
     CaffeLayer,
     DataLayerInfo,
 )
-from marginface.caffe.netlayers.fields import warn_unknown_fields, warn_unknown_net_fields
+from marginface.caffe.layer_types.fields import warn_unknown_fields, warn_unknown_net_fields
 from marginface.caffe.netspec import (
     LayerInfo,
     included,

@@ -3,7 +3,8 @@
 ``SolverConfig.from_dict`` takes the solver's fields (a plain dict, or the prototxt parser's
 message: any object whose ``items()`` yields ``(name, value or list of values)``), with Caffe's
 field names. Fields that only steer Caffe's own process (``solver_mode``, ``device_id``, ...) are
-kept in ``ignored``; a field Caffe does not define is a ``ValueError``.
+kept in ``ignored``; a field Caffe does not define, or a value of the wrong type, is a
+``ValueError`` from the one config checker (:mod:`marginface.typed`).
 
 Learning-rate policies (Caffe's ``SGDSolver::GetLearningRate``), at iteration ``it``:
 fixed ``base_lr``; step ``base_lr * gamma^floor(it/stepsize)``; exp ``base_lr * gamma^it``;
@@ -19,7 +20,6 @@ norm to ``clip_gradients`` when that is >= 0.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Iterable
@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from marginface.caffe.caffe_sgd import CaffeSGD
+from marginface.typed import from_mapping
 
 __all__ = ["SolverConfig", "caffe_learning_rate", "CaffeSGD", "make_torch_optimizer",
            "make_lr_scheduler", "LR_POLICIES", "IGNORED_FIELDS"]
@@ -108,11 +109,16 @@ class SolverConfig:
 
     @classmethod
     def from_dict(cls, fields: Any) -> SolverConfig:
-        """Build from solver.prototxt fields (a dict or a parsed message), checking every field."""
+        """Build from solver.prototxt fields (a dict or a parsed message), checking every field.
+
+        Caffe's spelling is mapped first (repeated fields to lists, ``solver_type`` to ``type``,
+        process-only fields to ``ignored``); names and value types are then checked by the one
+        config checker, :func:`marginface.typed.from_mapping` (prototxt has real number
+        literals, so a number written as a string is an error, as in Caffe).
+        """
         items = fields.items() if hasattr(fields, "items") else None
         if items is None:
             raise ValueError(f"solver: expected a mapping of fields, got {type(fields).__name__}")
-        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "ignored"}
         values: dict[str, Any] = {}
         ignored: dict[str, Any] = {}
         for name, raw in items:
@@ -121,23 +127,24 @@ class SolverConfig:
             if name in IGNORED_FIELDS:
                 ignored[name] = occurrences[-1] if len(occurrences) == 1 else occurrences
                 continue
+            if name == "ignored":  # the dataclass's own record, not a Caffe field
+                raise ValueError("solver: unknown field 'ignored'")
             if name == "solver_type":
-                name, occurrences = "type", [_solver_type(occurrences[-1])]
+                name, occurrences = "type", occurrences[-1:]
                 if "type" in values:
                     raise ValueError("solver: both type and solver_type are given")
-            if name not in known:
-                raise ValueError(f"solver: unknown field {name!r} (not a Caffe SolverParameter "
-                                 f"field marginface knows)")
             if name in _REPEATED:
-                values[name] = [_coerce(name, v) for v in occurrences]
+                values[name] = occurrences
             elif len(occurrences) != 1:
                 raise ValueError(f"solver: field {name!r} is given {len(occurrences)} times")
             else:
-                values[name] = _coerce(name, occurrences[0])
+                values[name] = occurrences[0]
         for required in ("base_lr", "lr_policy"):
             if required not in values:
                 raise ValueError(f"solver: the field {required!r} is missing")
-        return cls(**values, ignored=ignored)
+        if "type" in values:
+            values["type"] = _solver_type(values["type"])
+        return from_mapping(cls, {**values, "ignored": ignored}, "solver", numeric_strings=False)
 
     @classmethod
     def from_prototxt(cls, path_or_text: str | os.PathLike[str]) -> SolverConfig:
@@ -156,33 +163,6 @@ class SolverConfig:
             return cls.from_dict(message)
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
-
-
-_INT_FIELDS = {"stepsize", "stepvalue", "max_iter", "iter_size", "snapshot", "display",
-               "test_interval", "test_iter"}
-_FLOAT_FIELDS = {"base_lr", "gamma", "power", "momentum", "weight_decay", "clip_gradients",
-                 "delta", "momentum2", "rms_decay"}
-_STR_FIELDS = {"lr_policy", "regularization_type", "snapshot_prefix", "type", "net",
-               "train_net", "test_net"}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    if name in _INT_FIELDS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                value != int(value):
-            raise ValueError(f"solver: {name} must be an integer, got {value!r}")
-        return int(value)
-    if name in _FLOAT_FIELDS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"solver: {name} must be a number, got {value!r}")
-        return float(value)
-    if name in _STR_FIELDS:
-        if not isinstance(value, str):
-            raise ValueError(f"solver: {name} must be a string, got {value!r}")
-        if name == "type":
-            return _solver_type(value)
-        return str(value)
-    return value  # nested net definitions are passed through untouched
 
 
 def _solver_type(value: Any) -> str:

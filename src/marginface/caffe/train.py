@@ -5,14 +5,12 @@ Each iteration: ``iter_size`` forward/backward passes accumulate gradients of th
 learning-rate policy, momentum, weight decay and every blob's ``lr_mult``/``decay_mult``
 (``marginface.caffe.solver``: ``CaffeSGD``, ``caffe_learning_rate``). The recorded loss of an
 iteration is the mean over its ``iter_size`` passes (what Caffe displays). Every ``snapshot``
-iterations the net's ``state_dict`` is written to ``snapshot_dir`` atomically (temporary file,
-then rename) as ``<prefix>_iter_<N>.pt``.
+iterations the net's ``state_dict`` is written to ``snapshot_dir`` atomically
+(:mod:`marginface.atomic`) as ``<prefix>_iter_<N>.pt``.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from marginface.atomic import atomic_write
 from marginface.caffe.net import CaffeNet
 from marginface.caffe.prototxt import Message, read_prototxt
 
@@ -47,16 +46,10 @@ def snapshot_path(directory: str | Path, prefix: str, iteration: int) -> Path:
     return Path(directory) / f"{name}_iter_{iteration}.pt"
 
 
-def _save_atomically(state: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _save_snapshot(state: dict[str, Any], path: Path) -> None:
+    """A plain ``torch.save`` file (``torch.load`` reads it), written atomically."""
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
 
 
 class _Batches:
@@ -133,7 +126,7 @@ def train_caffe_net(net: CaffeNet, solver_config: Any,
         if callback is not None:
             callback(done, losses[-1], rate, optimizer)
         if solver.snapshot and snapshot_dir is not None and done % solver.snapshot == 0:
-            _save_atomically({"state_dict": net.state_dict(), "iteration": done},
-                             snapshot_path(snapshot_dir, solver.snapshot_prefix, done))
+            _save_snapshot({"state_dict": net.state_dict(), "iteration": done},
+                           snapshot_path(snapshot_dir, solver.snapshot_prefix, done))
     bar.close()
     return losses

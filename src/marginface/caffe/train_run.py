@@ -57,9 +57,9 @@ def train_caffe_from_config(net_path: str | Path, solver_path: str | Path, *,
     embedded synthetic faces); ``overrides`` are ``--set key=value`` strings.
     """
     from marginface.train.builders import build_train_dataset, check_train_dataset
-    from marginface.train.checkpoint import checkpoint_name, prune_checkpoints, save_checkpoint
+    from marginface.train.checkpoint import CheckpointKeeper
     from marginface.train.config import Config, load_config, save_config
-    from marginface.train.logging import RunLogger
+    from marginface.train.logging import MetricsWindow, RunLogger
 
     solver = load_solver(solver_path)
     iterations = solver.max_iter if max_steps is None else int(max_steps)
@@ -95,34 +95,27 @@ def train_caffe_from_config(net_path: str | Path, solver_path: str | Path, *,
     for source in (net_path, solver_path):
         if Path(str(source)).is_file():
             shutil.copyfile(source, run_dir / Path(str(source)).name)
+    # the trainer's run records: metrics.csv / TensorBoard rows and kept checkpoints
     logger = RunLogger(run_dir, tensorboard=tensorboard)
-    log_every = solver.display or cfg.train.log_interval
+    window = MetricsWindow(solver.display or cfg.train.log_interval, iterations)
+    keeper = CheckpointKeeper(run_dir / "checkpoints", cfg.train.keep_checkpoints)
     save_every = solver.snapshot or cfg.train.checkpoint_interval
-    checkpoints = run_dir / "checkpoints"
+    images_per_iteration = batch * solver.iter_size
     written: list[Path] = []
-    window: list[float] = []
-    started = [time.perf_counter()]
-
-    def save(iteration: int, optimizer: torch.optim.Optimizer) -> None:
-        state = {"kind": "caffe", "iteration": iteration, "state_dict": net.state_dict(),
-                 "optimizer": optimizer.state_dict(), "net": str(net_path),
-                 "solver": str(solver_path)}
-        written.append(save_checkpoint(state, checkpoints / checkpoint_name(iteration)))
-        prune_checkpoints(checkpoints, cfg.train.keep_checkpoints)
 
     def on_iteration(iteration: int, loss: float, rate: float,
                      optimizer: torch.optim.Optimizer) -> None:
-        window.append(loss)
-        if iteration % log_every == 0 or iteration == iterations:
-            elapsed = time.perf_counter() - started[0]
+        window.add(images_per_iteration, loss)
+        if window.due(iteration):
+            speed, mean_loss = window.take()  # Caffe displays the mean over the window
             logger.log_step(iteration, {
-                "epoch": iteration * batch * solver.iter_size / len(dataset),
-                "loss": sum(window) / len(window), "lr": rate,
-                "images_per_second": len(window) * batch * solver.iter_size / max(elapsed, 1e-9)})
-            window.clear()
-            started[0] = time.perf_counter()
+                "epoch": iteration * images_per_iteration / len(dataset), "loss": mean_loss,
+                "lr": rate, "images_per_second": speed})
         if (save_every and iteration % save_every == 0) or iteration == iterations:
-            save(iteration, optimizer)
+            state = {"kind": "caffe", "iteration": iteration, "state_dict": net.state_dict(),
+                     "optimizer": optimizer.state_dict(), "net": str(net_path),
+                     "solver": str(solver_path)}
+            written.append(keeper.save(state, iteration))
 
     try:
         # snapshots are the run's checkpoints (on_iteration), not train_caffe_net's own

@@ -16,6 +16,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = [
+    "VARINT",
+    "FIXED64",
+    "LENGTH_DELIMITED",
+    "FIXED32",
+    "WireError",
+    "Field",
+    "read_varint",
+    "as_int64",
+    "iter_fields",
+    "decode_string",
+    "decode_packed_varints",
+    "decode_packed_reals",
+    "decode_real",
+    "encode_varint",
+    "encode_key",
+    "encode_varint_field",
+    "encode_bytes_field",
+    "encode_string_field",
+    "encode_packed_varints",
+    "encode_packed_reals",
+    "encode_real_field",
+]
+
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
 
 

@@ -8,6 +8,8 @@ from marginface.data.align import TEMPLATES
 from marginface.data.align_batch import align_folder, align_pairs_to_bin
 from marginface.data.loading import load_pairs
 
+__all__ = ["register"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(

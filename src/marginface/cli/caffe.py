@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+__all__ = ["register"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("caffe", help="work with Caffe nets (prototxt, caffemodel)")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from marginface.eval.images import embed_folder
-from marginface.eval.run import load_model_file
+from marginface.eval.model_report import load_model_file
+
+__all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from marginface.eval.engines import ENGINES
-from marginface.eval.run import run_evaluation
+from marginface.eval.model_report import run_evaluation
+
+__all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

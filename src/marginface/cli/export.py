@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+__all__ = ["register"]
+
 
 def _run(args: argparse.Namespace) -> int:
     from marginface.models.export import export_model

@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+__all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
+
 # Module names under marginface.cli; each contributes one or more subcommands.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "train",

@@ -6,6 +6,8 @@ import argparse
 
 from marginface.data.recfile import pack_folder
 
+__all__ = ["register"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(

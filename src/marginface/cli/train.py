@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+__all__ = ["register"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -39,7 +41,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.caffe_net or args.caffe_solver:
         return _train_caffe(args)
     from marginface.train.engine import TrainingDiverged
-    from marginface.train.run import run_training
+    from marginface.train.launch import run_training
 
     try:
         run_training(args.config, args.overrides, out=args.out, max_steps=args.max_steps,
@@ -51,7 +53,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from marginface.train.run import run_demo
+    from marginface.train.launch import run_demo
 
     run_demo(args.out, max_steps=args.max_steps, overrides=args.overrides)
     return 0

@@ -10,7 +10,9 @@ import numpy as np
 
 from marginface.data.lfw import read_landmarks
 from marginface.eval.images import verify_images
-from marginface.eval.run import load_model_file
+from marginface.eval.model_report import load_model_file
+
+__all__ = ["register"]
 
 
 def _points(values: list[float] | None, option: str) -> np.ndarray | None:

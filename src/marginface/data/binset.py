@@ -1,8 +1,8 @@
 """insightface ``.bin`` verification sets: read and write.
 
-A ``.bin`` (SPEC section 6) is a pickle of ``(bins, issame_list)``: ``bins`` holds 2N encoded
-images (``bytes``, or uint8 numpy arrays of the encoded bytes in newer files), pair ``i`` is
-``(bins[2i], bins[2i+1])`` and ``issame_list[i]`` its flag. Files written by Python 2 need
+A ``.bin`` (docs/data.md#verification-sets) is a pickle of ``(bins, issame_list)``: ``bins`` holds
+2N encoded images (``bytes``, or uint8 numpy arrays of the encoded bytes in newer files), pair ``i``
+is ``(bins[2i], bins[2i+1])`` and ``issame_list[i]`` its flag. Files written by Python 2 need
 ``encoding='bytes'``. The unpickler here only accepts numpy's array reconstruction, so a ``.bin``
 cannot run arbitrary code.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marginface.atomic import atomic_write
 from marginface.data.pairs import ImageItem, PairSet
 
 __all__ = ["read_bin", "write_bin", "load_bin"]
@@ -78,7 +79,7 @@ def write_bin(path: str | Path, images: Sequence[bytes], issame: Sequence[bool])
     flags = [bool(s) for s in issame]
     if len(images) != 2 * len(flags):
         raise ValueError(f"images has {len(images)} entries, expected 2 * {len(flags)}")
-    with Path(path).open("wb") as handle:
+    with atomic_write(path) as handle:
         pickle.dump((images, flags), handle, protocol=4)
 
 

@@ -1,9 +1,10 @@
 """LFW: ``pairs.txt`` (View 2), ``people.txt``, ``name/name_%04d.jpg`` images, 5-point landmarks.
 
-pairs.txt (SPEC section 6): first line ``folds n`` (``10 300``), then per fold ``n`` same lines
-``name i j`` and ``n`` different lines ``name1 i name2 j``. people.txt: the number of folds, then
-per fold a count and ``name n`` lines. lfw_landmark.txt (and any landmarks file of that layout):
-``relative/path x1 y1 ... x5 y5`` per line, left eye, right eye, nose, left and right mouth corner.
+pairs.txt (LFW's README; docs/data.md#verification-sets): first line ``folds n`` (``10 300``), then
+per fold ``n`` same lines ``name i j`` and ``n`` different lines ``name1 i name2 j``. people.txt:
+the number of folds, then per fold a count and ``name n`` lines. lfw_landmark.txt (and any landmarks
+file of that layout): ``relative/path x1 y1 ... x5 y5`` per line, left eye, right eye, nose, left
+and right mouth corner.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marginface.atomic import atomic_write_text
 from marginface.data.pairs import PairSet, build_pairset
 
 __all__ = [
@@ -130,7 +132,7 @@ def write_landmarks(path: str | Path, table: dict[str, np.ndarray]) -> None:
     for name, points in table.items():
         values = np.asarray(points, dtype=float).reshape(10)
         lines.append("\t".join([name] + [f"{v:g}" for v in values]))
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def load_lfw(

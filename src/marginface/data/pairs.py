@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from marginface.atomic import atomic_write_text
+
 __all__ = ["ImageItem", "PairSet", "load_pairs_list", "write_pairs_list", "build_pairset"]
 
 
@@ -191,4 +193,4 @@ def write_pairs_list(
             raise ValueError(f"pairs list paths cannot contain whitespace: {a!r}, {b!r}")
         extra = f" {int(entry[3])}" if len(entry) > 3 else ""
         lines.append(f"{a} {b} {int(bool(same))}{extra}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")

@@ -1,10 +1,10 @@
 """insightface ``.rec/.idx`` training sets: a streaming reader and a writer (``marginface pack``).
 
-Layout (SPEC section 6): record 0 has ``flag 2`` and label ``[first_identity_key, end_key]``; keys
-``1 .. first_identity_key - 1`` are images whose label is the class id; identity records
-``first_identity_key .. end_key - 1`` hold ``[img_start, img_end)`` of each class in class order.
-Without such a header every key of the ``.idx`` is an image. A ``property`` file beside the .rec
-holds ``num_classes,H,W``.
+Layout (insightface's datasets; docs/data.md#recordio): record 0 has ``flag 2`` and label
+``[first_identity_key, end_key]``; keys ``1 .. first_identity_key - 1`` are images whose label is
+the class id; identity records ``first_identity_key .. end_key - 1`` hold ``[img_start, img_end)``
+of each class in class order. Without such a header every key of the ``.idx`` is an image. A
+``property`` file beside the .rec holds ``num_classes,H,W``.
 
 The reader keeps only the ``.idx`` offsets in memory and reads one record per item. The file is
 opened lazily in the process that reads it, so a dataset handed to DataLoader workers gets one file

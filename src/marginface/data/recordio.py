@@ -1,10 +1,11 @@
 """RecordIO framing (dmlc / MXNet ``.rec``) in pure Python, and the insightface record header.
 
-A record on disk (SPEC section 6) is ``uint32 magic 0xCED7230A``, ``uint32 lrec`` with
-``cflag = lrec >> 29`` and ``length = lrec & (2**29 - 1)``, the payload, then zero padding to a
-multiple of 4 bytes. Little-endian. A payload that contains the magic at a 4-byte aligned offset is
-written as several parts (cflag 1 = first, 2 = middle, 3 = last); the magic itself is dropped at
-each cut and the reader re-inserts it when joining the parts. cflag 0 is a whole record.
+A record on disk (dmlc-core's RecordIO; docs/data.md#recordio) is ``uint32 magic 0xCED7230A``,
+``uint32 lrec`` with ``cflag = lrec >> 29`` and ``length = lrec & (2**29 - 1)``, the payload, then
+zero padding to a multiple of 4 bytes. Little-endian. A payload that contains the magic at a 4-byte
+aligned offset is written as several parts (cflag 1 = first, 2 = middle, 3 = last); the magic itself
+is dropped at each cut and the reader re-inserts it when joining the parts. cflag 0 is a whole
+record.
 
 The payload of an insightface record starts with the header ``struct IfQQ`` (flag u32, label f32,
 id u64, id2 u64); if ``flag > 0``, ``flag`` float32 labels follow and replace ``label``. The rest

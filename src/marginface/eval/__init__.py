@@ -4,7 +4,7 @@ one embedding path (batching, flip modes, engines) that training and the ``Embed
 from marginface.eval.embed import EmbeddingResult, FaceImages, compute_embeddings
 from marginface.eval.embedder import FLIP_MODES, Embedder, embed_batch, embed_tensor
 from marginface.eval.engines import ENGINES, make_forward
-from marginface.eval.evaluate import evaluate_model, pair_scores
+from marginface.eval.evaluate import PairSetEvaluation, evaluate_model, pair_scores
 from marginface.eval.images import VerifyResult, embed_folder, verify_images
 from marginface.eval.roc import (
     best_accuracy_threshold,
@@ -22,6 +22,7 @@ __all__ = [
     "Embedder",
     "EmbeddingResult",
     "FaceImages",
+    "PairSetEvaluation",
     "VerificationReport",
     "VerifyResult",
     "best_accuracy_threshold",

@@ -1,13 +1,18 @@
 """Evaluate a face model on a verification pair set: embed, cosine scores, 10-fold report.
 
-``evaluate_model`` is the library call the trainer reuses; ``pair_scores`` turns embeddings into
-cosine similarities. With ``subtract_mean=True`` (SphereFace's evaluation; the MobileFaceNet
-checkpoint's README: 99.17% on LFW with it) the mean embedding of the pairs of the other folds is
-subtracted before normalising, separately for every held-out fold, so no test statistic leaks.
+``evaluate_model`` is the library call the trainer reuses; it returns a
+:class:`PairSetEvaluation` (the report, the scores and how the images went). ``pair_scores``
+turns embeddings into cosine similarities. With ``subtract_mean=True`` (SphereFace's evaluation;
+the MobileFaceNet checkpoint's README: 99.17% on LFW with it) the mean embedding of the pairs of
+the other folds is subtracted before normalising, separately for every held-out fold, so no test
+statistic leaks.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +22,32 @@ from marginface.data.pairs import PairSet
 from marginface.eval.embed import compute_embeddings
 from marginface.eval.verification import VerificationReport, contiguous_folds, verify_scores
 
-__all__ = ["pair_scores", "fold_ids", "evaluate_model"]
+__all__ = ["PairSetEvaluation", "pair_scores", "fold_ids", "evaluate_model"]
+
+
+@dataclass(frozen=True)
+class PairSetEvaluation:
+    """What :func:`evaluate_model` found: the report and every evaluated pair's details.
+
+    ``scores``, ``folds`` and ``issame`` have one entry per evaluated pair (input order);
+    ``alignment`` counts the images per alignment method, ``failed_images`` maps each unreadable
+    image (skipped with ``skip_bad_images``) to its error, ``missing_images`` lists those that
+    were already missing when the set was loaded.
+    """
+
+    report: VerificationReport
+    scores: np.ndarray
+    folds: np.ndarray
+    issame: np.ndarray
+    alignment: dict[str, int]
+    failed_images: dict[str, str]
+    missing_images: list[str]
+
+    def __iter__(self) -> Iterator[Any]:
+        """``report, scores = evaluate_model(...)``: the old tuple result, for one release."""
+        warnings.warn("unpacking evaluate_model's result is deprecated: use .report and .scores",
+                      DeprecationWarning, stacklevel=2)
+        return iter((self.report, self.scores))
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -77,13 +107,14 @@ def evaluate_model(
     fars: tuple[float, ...] = (1e-1, 1e-2, 1e-3),
     details: dict[str, Any] | None = None,
     engine: str = "torch",
-) -> tuple[VerificationReport, np.ndarray]:
+) -> PairSetEvaluation:
     """Embed the pair set's images with ``model`` and run the 10-fold protocol.
 
-    Returns the report and the held-out score of every evaluated pair (input order). Images that
-    cannot be read are an error naming them, unless ``skip_bad_images``: then their pairs are left
-    out and ``report.skipped`` counts them (with pairs already skipped while loading the set).
-    ``details`` (a dict), when given, receives alignment counts and the failed images.
+    Returns a :class:`PairSetEvaluation`: the report and the held-out score of every evaluated
+    pair (input order), with alignment counts and failed images. Images that cannot be read are an
+    error naming them, unless ``skip_bad_images``: then their pairs are left out and
+    ``report.skipped`` counts them (with pairs already skipped while loading the set).
+    ``details`` is deprecated (the result carries the same fields); when given it is still filled.
     ``engine``: inference path (``marginface.eval.engines``); ``num_workers`` decode processes.
     """
     used = np.unique(pairs.pairs.ravel())
@@ -116,10 +147,15 @@ def evaluate_model(
     )
     if scores.ndim == 2:
         scores = scores[np.searchsorted(np.unique(folds), folds), np.arange(len(folds))]
+    evaluation = PairSetEvaluation(
+        report=report, scores=scores, folds=folds, issame=evaluated.issame,
+        alignment=dict(result.methods),
+        failed_images={items[i].name: err for i, err in result.failed.items()},
+        missing_images=list(evaluated.skipped_images))
     if details is not None:
-        details["alignment"] = dict(result.methods)
-        details["failed_images"] = {items[i].name: err for i, err in result.failed.items()}
-        details["missing_images"] = list(evaluated.skipped_images)
-        details["folds"] = folds
-        details["issame"] = evaluated.issame
-    return report, scores
+        warnings.warn("evaluate_model(details=...) is deprecated: read the result's fields",
+                      DeprecationWarning, stacklevel=2)
+        details.update(alignment=evaluation.alignment, failed_images=evaluation.failed_images,
+                       missing_images=evaluation.missing_images, folds=folds,
+                       issame=evaluation.issame)
+    return evaluation

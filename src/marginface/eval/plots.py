@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marginface.atomic import atomic_path
 from marginface.eval.roc import roc_curve
 
 __all__ = ["plot_roc"]
@@ -34,6 +35,7 @@ def plot_roc(
     axis.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     path = Path(path)
-    figure.savefig(path)
+    with atomic_path(path) as tmp:  # the format from the real name: the temporary one ends .tmp
+        figure.savefig(tmp, format=path.suffix.lstrip(".") or "png")
     plt.close(figure)
     return path

@@ -2,10 +2,10 @@
 
 For each fold: the threshold of best accuracy is chosen on the other folds' pairs and the accuracy
 is measured on the held-out fold; the report gives mean and (population) standard deviation over
-folds (SPEC section 7). Folds are the protocol's own (LFW pairs.txt) or, without them, contiguous
-splits as in insightface (the first ``n % k`` folds one pair longer). ROC AUC, EER and TAR at FAR
-are computed on all pairs' held-out scores; ``threshold`` is the best-accuracy threshold on all
-pairs and ``threshold_at_far`` the cosine threshold to deploy at each FAR.
+folds (docs/evaluation.md#definitions). Folds are the protocol's own (LFW pairs.txt) or, without
+them, contiguous splits as in insightface (the first ``n % k`` folds one pair longer). ROC AUC, EER
+and TAR at FAR are computed on all pairs' held-out scores; ``threshold`` is the best-accuracy
+threshold on all pairs and ``threshold_at_far`` the cosine threshold to deploy at each FAR.
 
 Scores may also be given per fold, shape ``(n_folds, N)``: row f is used when fold f is held out
 (e.g. after subtracting the mean embedding of the other folds); the held-out score of each pair is

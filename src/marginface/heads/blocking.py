@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from marginface.heads import tiles
+from marginface.heads.fp16_scale import fp16_gradient_scale
 
 __all__ = ["TARGET_WORKING_BYTES", "choose_block_size", "forward_lse", "backward_blocks"]
 
@@ -103,18 +104,6 @@ def _logits_into(out: Tensor, xm: Tensor, wb: Tensor, col: Tensor | None,
 def _product(xm: Tensor, wb: Tensor, buf: Tensor, n: int) -> Tensor:
     """The raw (batch, n) products ``xm @ wb^T``, written into ``buf`` (``xm``'s dtype)."""
     return torch.mm(xm, wb.t(), out=buf[: xm.shape[0] * n].view(xm.shape[0], n))
-
-
-def _fp16_scale(g: Tensor, xm: Tensor, wb: Tensor) -> float:
-    """Power of two that keeps both float16 gradient products below 2^14 (max 65504).
-
-    The products' entries are bounded by the largest column / row L1 norm of ``g`` times the
-    largest ``|xm|`` / ``|w|``; exact margin gradients near theta = 0 or pi make them large.
-    """
-    a = g.abs()
-    bound = max(float(a.sum(0).amax()) * float(xm.abs().amax()),
-                float(a.sum(1).amax()) * float(wb.abs().amax()), 2.0**-100)
-    return 2.0 ** min(max(math.floor(14.0 - math.log2(bound)), -60), 60)
 
 
 def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tensor | None,
@@ -214,7 +203,7 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
             torch.sum(g, 0, out=grad_bias[b0:b1])
         gw = grad_weight[b0:b1]
         if fp16:
-            scale = _fp16_scale(g, xm, wb)
+            scale = float(fp16_gradient_scale(g, xm, wb))
             gm = (g * scale if scale != 1.0 else g).to(xm.dtype)
             grad_xm.add_(torch.mm(gm, wb).to(compute_dtype), alpha=1.0 / scale)
             gw_raw = torch.mm(gm.t(), xm)

@@ -15,22 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from marginface.heads.fp16_scale import fp16_gradient_scale
+
 __all__ = ["precision_linear"]
-
-# The bound on every entry of the float16 products g @ w and g.T @ x (largest row / column L1
-# norm of g times the largest |w| / |x|) is mapped to 2^14, below float16's max of 65504.
-_TARGET_EXPONENT = 14.0
-
-
-def _power_of_two_scale(grad: Tensor, x16: Tensor, w16: Tensor) -> Tensor:
-    if grad.numel() == 0:
-        return grad.new_ones(())
-    a = grad.abs()
-    bound_x = a.sum(dim=1).amax() * w16.abs().amax().float()
-    bound_w = a.sum(dim=0).amax() * x16.abs().amax().float()
-    l1 = torch.maximum(bound_x, bound_w).clamp_min(torch.finfo(torch.float32).tiny)
-    exponent = torch.floor(_TARGET_EXPONENT - torch.log2(l1)).clamp(-120.0, 120.0)
-    return torch.exp2(exponent)
 
 
 class _Float16Linear(torch.autograd.Function):
@@ -47,7 +34,7 @@ class _Float16Linear(torch.autograd.Function):
         x_dtype, w_dtype = ctx.dtypes
         with torch.autocast(device_type=grad.device.type, enabled=False):
             g = grad.float()
-            scale = _power_of_two_scale(g, x16, w16)
+            scale = fp16_gradient_scale(g, x16, w16)
             g16 = (g * scale).to(torch.float16)
             grad_x = grad_w = None
             if ctx.needs_input_grad[0]:

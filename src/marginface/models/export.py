@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from marginface.atomic import atomic_write_bytes
 from marginface.models.config import ModelConfig
 from marginface.models.io import METADATA_KEY, load_model
 
@@ -60,12 +61,12 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17) -> Path:
     module = copy.deepcopy(model).float().cpu().eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_onnx(module, path, config.input_size, opset=opset)
-    proto = onnx.load(str(path))
+    buffer = io.BytesIO()  # exported in memory, so the file is written once, atomically
+    write_onnx(module, buffer, config.input_size, opset=opset)
+    proto = onnx.load_model_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(config.to_dict())
-    onnx.save(proto, str(path))
-    return path
+    return atomic_write_bytes(path, proto.SerializeToString())
 
 
 def export_model(model_file: str | Path, output: str | Path, *, format: str = "onnx") -> Path:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+__all__ = ["ImportRow", "ImportReport", "import_state_dict"]
+
 _COUNTER = "num_batches_tracked"
 
 

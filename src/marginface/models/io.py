@@ -13,11 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from marginface.atomic import atomic_write_bytes
 from marginface.models.config import ModelConfig, Preprocessing
 from marginface.models.registry import create_model
+
+__all__ = [
+    "METADATA_KEY",
+    "FORMAT_KEY",
+    "FORMAT_VERSION",
+    "save_model",
+    "read_config",
+    "load_model",
+]
 
 METADATA_KEY = "marginface.model_config"
 FORMAT_KEY = "marginface.format"
@@ -50,9 +60,7 @@ def save_model(model: nn.Module, path: str | Path, **overrides: Any) -> ModelCon
         config = dataclasses.replace(config, preprocessing=preprocessing)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {METADATA_KEY: json.dumps(config.to_dict()), FORMAT_KEY: FORMAT_VERSION}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
     return config
 
 

@@ -16,6 +16,8 @@ from torch import Tensor, nn
 
 from marginface.models.layers import InputCheck
 
+__all__ = ["IRESNET_LAYERS", "STAGE_CHANNELS", "IBasicBlock", "IResNet"]
+
 # Residual units per stage.
 IRESNET_LAYERS: dict[int, tuple[int, int, int, int]] = {
     18: (2, 2, 2, 2),

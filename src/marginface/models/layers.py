@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+__all__ = ["ConvUnit", "Flatten", "InputCheck"]
+
 
 class ConvUnit(nn.Sequential):
     """conv (no bias) -> BatchNorm2d -> PReLU (per channel), or without PReLU when ``linear``.

@@ -31,6 +31,8 @@ from torch import Tensor, nn
 
 from marginface.models.layers import ConvUnit, Flatten, InputCheck
 
+__all__ = ["BOTTLENECK_SETTINGS", "Bottleneck", "Stage", "MobileFaceNet", "MobileFaceNetWide"]
+
 # (expansion t, output channels c, repeats n, first stride s), from the paper's table.
 BOTTLENECK_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
     (2, 64, 5, 2),

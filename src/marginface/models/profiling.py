@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+__all__ = ["count_parameters", "count_madds", "profile"]
+
 
 def count_parameters(model: nn.Module) -> int:
     """Number of parameter values (trainable or frozen)."""

@@ -28,6 +28,8 @@ CAFFE_SCALING = Preprocessing(mean=127.5, std=128.0)
 # insightface's (x / 255 - 0.5) / 0.5 in pixel units.
 INSIGHTFACE_SCALING = Preprocessing(mean=127.5, std=127.5)
 
+__all__ = ["ModelSpec", "list_models", "create_model"]
+
 
 @dataclass(frozen=True)
 class ModelSpec:

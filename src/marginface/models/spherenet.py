@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from marginface.models.layers import InputCheck
 
+__all__ = ["SPHERENET_LAYERS", "STAGE_CHANNELS", "SphereConv", "SphereUnit", "SphereNet"]
+
 SPHERENET_LAYERS: dict[int, tuple[int, int, int, int]] = {
     20: (1, 2, 4, 1),
     36: (2, 4, 8, 2),

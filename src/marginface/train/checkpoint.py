@@ -2,26 +2,26 @@
 
 File layout: the line ``MARGINFACE-CKPT 1 <sha256 hex> <payload bytes>`` then the payload, a
 ``torch.save`` of a dict (model, head, optimizers, scheduler, scaler, RNG states, sampler position,
-step, config). Writing goes to a temporary file in the same directory, is flushed and fsync'ed,
-then renamed over the target with ``os.replace`` (atomic on POSIX), and the directory is fsync'ed:
-a crash leaves either the old file or the new one, never half of one. Loading checks the header,
-the length and the hash, so a truncated or corrupted file gives :class:`CheckpointError` naming it,
-and nothing ever deletes the previous good checkpoint before the new one is safely on disk.
+step, config). Writing is atomic (:mod:`marginface.atomic`: temporary file in the same directory,
+fsync, ``os.replace``, directory fsync): a crash leaves either the old file or the new one,
+never half of one. Loading checks the header, the length and the hash, so a truncated or
+corrupted file gives :class:`CheckpointError` naming it, and nothing ever deletes the previous
+good checkpoint before the new one is safely on disk.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from marginface.atomic import TEMP_GLOB, atomic_write_bytes
 
 __all__ = [
     "CheckpointError",
@@ -33,6 +33,7 @@ __all__ = [
     "capture_rng_state",
     "restore_rng_state",
     "checkpoint_name",
+    "CheckpointKeeper",
 ]
 
 _MAGIC = b"MARGINFACE-CKPT 1 "
@@ -48,32 +49,13 @@ def checkpoint_name(step: int) -> str:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Atomically write ``state`` to ``path`` (temp file + fsync + os.replace)."""
+    """Atomically write ``state`` to ``path`` (:func:`marginface.atomic.atomic_write_bytes`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getbuffer()
     header = _MAGIC + f"{hashlib.sha256(payload).hexdigest()} {len(payload)}\n".encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(header)
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    atomic_write_bytes(path, header, payload)
     return path
 
 
@@ -146,9 +128,28 @@ def prune_checkpoints(directory: str | Path, keep: int) -> list[Path]:
     for _, path in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         path.unlink(missing_ok=True)
         removed.append(path)
-    for stale in Path(directory).glob(".*.tmp"):  # leftovers of a crash mid-write
+    for stale in Path(directory).glob(TEMP_GLOB):  # leftovers of a crash mid-write
         stale.unlink(missing_ok=True)
     return removed
+
+
+class CheckpointKeeper:
+    """A run's ``checkpoints/`` directory: periodic ``step_<N>.ckpt`` files, the newest ``keep``
+    kept. The one checkpoint routine of the marginface trainer and of Caffe-solver runs."""
+
+    def __init__(self, directory: str | Path, keep: int) -> None:
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def save(self, state: dict[str, Any], step: int) -> Path:
+        """Write ``step_<step>.ckpt`` atomically, then delete all but the newest ``keep``."""
+        path = save_checkpoint(state, self.directory / checkpoint_name(step))
+        prune_checkpoints(self.directory, self.keep)
+        return path
+
+    def save_named(self, state: dict[str, Any], name: str) -> Path:
+        """Write a checkpoint that pruning never deletes (``best.ckpt``)."""
+        return save_checkpoint(state, self.directory / name)
 
 
 def capture_rng_state() -> dict[str, Any]:

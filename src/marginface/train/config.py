@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
-from marginface.train.typed import from_mapping
+from marginface.atomic import atomic_write_text
+from marginface.typed import from_mapping
 
 __all__ = [
     "ModelConfig",
@@ -265,4 +266,5 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 
 def save_config(config: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    """Write ``config`` as YAML, atomically."""
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

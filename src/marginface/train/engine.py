@@ -31,23 +31,21 @@ from marginface.train.batches import (
     training_inputs,
 )
 from marginface.train.checkpoint import (
+    CheckpointKeeper,
     capture_rng_state,
-    checkpoint_name,
     latest_good_checkpoint,
     list_checkpoints,
-    prune_checkpoints,
     restore_rng_state,
-    save_checkpoint,
 )
 from marginface.train.classifier import build_classifier
 from marginface.train.config import Config, config_from_dict, config_to_dict, save_config
 from marginface.train.distributed import DistContext, any_rank, wrap_backbone
 from marginface.train.evaluation import best_metric, evaluate_pair_set
-from marginface.train.logging import RunLogger
+from marginface.train.logging import MetricsWindow, RunLogger
 from marginface.train.optim import build_run_optimizers
 from marginface.train.precision import autocast_context, check_precision, make_grad_scaler
 from marginface.train.sampling import EpochBatchSampler
-from marginface.train.summary import RunTotals, finish_run
+from marginface.train.summary import RunSummary, RunTotals, finish_run
 
 __all__ = ["TrainingDiverged", "Trainer"]
 
@@ -127,6 +125,7 @@ class Trainer:
             self._load_state(resume_state)
         self.logger = RunLogger(self.run_dir, enabled=self.ctx.is_main,
                                 resume_step=self.step if resume else None)
+        self.checkpoints = CheckpointKeeper(self.ckpt_dir, c.train.keep_checkpoints)
         if self.ctx.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.run_dir / "config.yaml")
@@ -166,10 +165,9 @@ class Trainer:
         state = self.state_dict()
         if not self.ctx.is_main:
             return None
-        path = save_checkpoint(state, self.ckpt_dir / (name or checkpoint_name(self.step)))
-        if name is None:
-            prune_checkpoints(self.ckpt_dir, self.config.train.keep_checkpoints)
-        return path
+        if name is not None:
+            return self.checkpoints.save_named(state, name)
+        return self.checkpoints.save(state, self.step)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, dict[str, Any]]:
@@ -234,14 +232,14 @@ class Trainer:
         self.scheduler.step()
         return float(loss.detach()), grad_norm
 
-    def fit(self, *, stop_after: int | None = None) -> dict[str, Any]:
+    def fit(self, *, stop_after: int | None = None) -> RunSummary:
         """Run to ``total_steps`` (or stop after step ``stop_after``, as if interrupted)."""
         c = self.config
         start_step = self.step
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=not (c.train.progress and self.ctx.is_main), desc="train")
         train_seconds, images_seen, loss_value = 0.0, 0, math.nan
-        window_t, window_images = time.perf_counter(), 0
+        window = MetricsWindow(c.train.log_interval, self.total_steps)
         started = time.perf_counter()
         last_ckpt = None
         try:
@@ -260,17 +258,16 @@ class Trainer:
                 train_seconds += now - tick
                 batch_images = images.shape[0] * self.ctx.world_size
                 images_seen += batch_images
-                window_images += batch_images
+                window.add(batch_images, loss_value)
                 lr = self.scheduler.get_last_lr()[0]
-                if self.step % c.train.log_interval == 0 or self.step == self.total_steps:
-                    rate = window_images / max(now - window_t, 1e-9)
+                if window.due(self.step):
+                    rate, _ = window.take(now)  # the row shows this step's loss, not the mean
                     self.logger.log_step(self.step, {
                         "epoch": self.step / self.sampler.steps_per_epoch, "loss": loss_value,
                         "lr": lr, "images_per_second": rate,
                         "grad_norm": "" if grad_norm is None else grad_norm})
                     bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}",
                                     img_s=f"{rate:.0f}")
-                    window_t, window_images = now, 0
                 bar.update(1)
                 if c.eval.interval and self.step % c.eval.interval == 0 \
                         and self.step < self.total_steps:
@@ -285,12 +282,12 @@ class Trainer:
         interrupted = self.step < self.total_steps
         if interrupted:
             self.logger.close()
-            return {"steps": self.step, "interrupted": True}
+            return RunSummary(steps=self.step, interrupted=True)
         reports = self._evaluate_and_keep_best()
         self.save()
         self.logger.close()
         if not self.ctx.is_main:
-            return {"steps": self.step}
+            return RunSummary(steps=self.step)
         totals = RunTotals(self.step, start_step, images_seen, train_seconds,
                            time.perf_counter() - started, loss_value)
         return finish_run(self.run_dir, totals, reports,

@@ -82,10 +82,10 @@ def evaluate_pair_set(model: nn.Module, pair_set: Any, *,
     was_training = model.training
     model.eval()
     try:
-        report, _ = evaluate_model(model, pair_set, flip="sum" if flip else None,
-                                   batch_size=batch_size, progress=False, num_workers=0,
-                                   skip_bad_images=bool(getattr(pair_set, "skip_bad", False)),
-                                   n_folds=n_folds)
+        report = evaluate_model(model, pair_set, flip="sum" if flip else None,
+                                batch_size=batch_size, progress=False, num_workers=0,
+                                skip_bad_images=bool(getattr(pair_set, "skip_bad", False)),
+                                n_folds=n_folds).report
     finally:
         model.train(was_training)
     return report.to_dict()

@@ -11,11 +11,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METRIC_COLUMNS", "EVAL_COLUMNS", "RunLogger", "plot_run", "format_summary"]
+from marginface.atomic import atomic_path, atomic_write, atomic_write_text
+
+__all__ = ["METRIC_COLUMNS", "EVAL_COLUMNS", "RunLogger", "MetricsWindow", "plot_run",
+           "format_summary", "write_summary"]
 
 METRIC_COLUMNS = ("step", "epoch", "loss", "lr", "images_per_second", "grad_norm")
 EVAL_COLUMNS = ("step", "set", "accuracy_mean", "accuracy_std", "auc", "eer")
@@ -30,7 +34,7 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 
 def _truncate(path: Path, columns: tuple[str, ...], last_step: int) -> None:
     rows = [r for r in _read_rows(path) if int(r["step"]) <= last_step]
-    with path.open("w", newline="") as handle:
+    with atomic_write(path, "w", newline="") as handle:  # a crash keeps the untruncated file
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -92,6 +96,38 @@ class RunLogger:
             self._writer = None
 
 
+class MetricsWindow:
+    """The steps since the last logged one: when to log, and that row's images/s and mean loss.
+
+    Shared by the marginface trainer and Caffe-solver runs: a row is due every ``interval``
+    steps and at step ``total_steps``; :meth:`take` measures from the previous take (or from
+    construction) and starts the next window.
+    """
+
+    def __init__(self, interval: int, total_steps: int) -> None:
+        self.interval = max(int(interval), 1)
+        self.total_steps = total_steps
+        self._start = time.perf_counter()
+        self._images = 0
+        self._losses: list[float] = []
+
+    def add(self, images: int, loss: float) -> None:
+        """Count one step's images and loss."""
+        self._images += images
+        self._losses.append(loss)
+
+    def due(self, step: int) -> bool:
+        return step % self.interval == 0 or step == self.total_steps
+
+    def take(self, now: float | None = None) -> tuple[float, float]:
+        """``(images per second, mean loss)`` of the window, which then starts again."""
+        now = time.perf_counter() if now is None else now
+        rate = self._images / max(now - self._start, 1e-9)
+        mean = sum(self._losses) / len(self._losses) if self._losses else math.nan
+        self._start, self._images, self._losses = now, 0, []
+        return rate, mean
+
+
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Write loss.png, lr.png and (when evaluated) verification.png from the run's CSV files."""
     import matplotlib
@@ -113,7 +149,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = run_dir / f"{key}.png"
-        fig.savefig(path, dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
         written.append(path)
     evals = _read_rows(run_dir / "verification.csv")
@@ -130,7 +167,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = run_dir / "verification.png"
-        fig.savefig(path, dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
         written.append(path)
     return written
@@ -157,8 +195,6 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
 def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> Path:
     path = Path(run_dir) / "summary.json"
-    path.write_text(json.dumps(dict(summary), indent=2, default=float) + "\n")
+    atomic_write_text(path, json.dumps(dict(summary), indent=2, default=float) + "\n")
     return path
 
-
-__all__ += ["write_summary"]

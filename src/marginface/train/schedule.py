@@ -3,7 +3,7 @@
 With ``w`` warm-up steps, base rate ``lr0`` and total ``T`` steps, the factor at step ``t`` is
 
 - warm-up (``t < w``): ``a + (1 - a) * t / w`` with start factor ``a``;
-- poly: ``(1 - (t - w) / (T - w)) ** power`` (insightface arcface_torch: power 1, SPEC section 4);
+- poly: ``(1 - (t - w) / (T - w)) ** power`` (insightface arcface_torch's default: power 1);
 - cosine: ``0.5 * (1 + cos(pi * (t - w) / (T - w)))``;
 - multistep: ``gamma ** (number of milestones <= t)`` (the Caffe solvers' policy);
 - constant: 1.

@@ -17,7 +17,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-from marginface.caffe.layers._common import as_rows, check_finite, label_vector, value_with_grad
+from marginface.caffe.margin_layers._common import (
+    as_rows,
+    check_finite,
+    label_vector,
+    value_with_grad,
+)
+
+__all__ = ["CombinedMargin", "combined_margin_target"]
 
 
 def combined_margin_target(cos: Tensor, m1: float, m2: float, m3: float

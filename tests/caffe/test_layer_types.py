@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marginface.caffe.fillers import fill
-from marginface.caffe.netlayers import LAYER_TYPES
+from marginface.caffe.layer_types import LAYER_TYPES
 from marginface.caffe.prototxt import parse_prototxt
 
 
@@ -251,7 +251,7 @@ def test_fill_takes_a_mapping_like_the_library_layers():
     with pytest.raises(ValueError,
                        match=r"InnerProduct weight: unknown filler field\(s\) \['vlaue'\]"):
         fill(torch.empty(2), {"type": "constant", "vlaue": 1}, where="InnerProduct weight")
-    from marginface.caffe.layers import InnerProduct
+    from marginface.caffe.margin_layers import InnerProduct
 
     with pytest.raises(ValueError, match="InnerProduct weight: unknown filler type 'bogus'"):
         InnerProduct(3, 4, weight_filler={"type": "bogus"})

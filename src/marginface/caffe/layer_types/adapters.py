@@ -1,8 +1,9 @@
-"""Net adapters for the layers whose maths lives in ``marginface.caffe.layers``.
+"""Net adapters for the layers whose maths lives in ``marginface.caffe.margin_layers``.
 
-The seed's margin layers (Normalize, LabelSpecificAdd, CosinAddm, CombinedMargin,
+The seed article's margin layers (Normalize, LabelSpecificAdd, CosinAddm, CombinedMargin,
 MarginInnerProduct) and the layers they are used with (InnerProduct, Scale, SoftmaxWithLoss) are
-modules of ``marginface.caffe.layers`` with constructor keywords named like the prototxt fields.
+modules of ``marginface.caffe.margin_layers`` with constructor keywords named like the prototxt
+fields.
 :class:`LibraryLayer` builds one from the layer's ``*_param`` message once the bottom shapes are
 known, lets the net's phase (not ``.train()``/``.eval()``) choose Caffe's TRAIN/TEST behaviour,
 and lists its blobs in Caffe's order. The module is imported when such a layer is built.
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from marginface.caffe.netlayers.base import CaffeLayer, Shape, canonical_axis, sub
+from marginface.caffe.layer_types.base import CaffeLayer, Shape, canonical_axis, sub
 from marginface.caffe.prototxt import Message
 
 __all__ = ["LibraryLayer", "LIBRARY_LAYER_TYPES"]
@@ -92,7 +93,7 @@ def _with_tops(field: str) -> Callable[[Message, Sequence[Shape], int], dict[str
     return build
 
 
-# Caffe type -> keyword arguments for the marginface.caffe.layers class of the same name.
+# Caffe type -> keyword arguments for the marginface.caffe.margin_layers class of the same name.
 LIBRARY_LAYER_TYPES: dict[str, Callable[[Message, Sequence[Shape], int], dict[str, Any]]] = {
     "InnerProduct": _inner_product,
     "Scale": _scale,
@@ -106,7 +107,7 @@ LIBRARY_LAYER_TYPES: dict[str, Callable[[Message, Sequence[Shape], int], dict[st
 
 
 class LibraryLayer(CaffeLayer):
-    """One ``marginface.caffe.layers`` module inside a net; TRAIN/TEST follows the net phase."""
+    """One ``marginface.caffe.margin_layers`` module in a net; TRAIN/TEST follows the net phase."""
 
     def __init__(self, layer: Message, phase: str) -> None:
         super().__init__(str(layer.get("name")), str(layer.get("type")))
@@ -114,11 +115,11 @@ class LibraryLayer(CaffeLayer):
         self.phase = phase
         self.n_tops = len(layer.get_all("top"))
         try:
-            self._cls = getattr(importlib.import_module("marginface.caffe.layers"),
+            self._cls = getattr(importlib.import_module("marginface.caffe.margin_layers"),
                                 self.caffe_type)
         except (ImportError, AttributeError) as error:
             raise ValueError(f"{self.where}: the layer {self.caffe_type} is not available "
-                             f"in marginface.caffe.layers ({error})") from error
+                             f"in marginface.caffe.margin_layers ({error})") from error
         self.inner: nn.Module | None = None
 
     def setup(self, shapes: Sequence[Shape]) -> None:

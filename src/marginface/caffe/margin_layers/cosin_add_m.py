@@ -20,8 +20,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from marginface.caffe.layers._common import as_rows, label_vector, value_with_grad
+from marginface.caffe.margin_layers._common import as_rows, label_vector, value_with_grad
 from marginface.functional import margin_target_and_grad
+
+__all__ = ["CosinAddm", "cosin_add_m_target"]
 
 
 def cosin_add_m_target(cos: Tensor, m: float) -> tuple[Tensor, Tensor]:

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.caffe.layers._common import check_tops, label_vector
+from marginface.caffe.margin_layers._common import check_tops, label_vector
+
+__all__ = ["SoftmaxWithLoss", "FLT_MIN"]
 
 #: Smallest normal float32, Caffe's floor for probabilities inside the log.
 FLT_MIN = 1.1754943508222875e-38

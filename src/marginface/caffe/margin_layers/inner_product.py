@@ -23,6 +23,8 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from marginface.caffe.fillers import fill
 
+__all__ = ["InnerProduct", "WEIGHT_NORM_EPS", "caffe_normalize_rows"]
+
 #: The constant Caffe's normalised InnerProduct adds to each row's sum of squares.
 WEIGHT_NORM_EPS = 1e-6
 

@@ -21,6 +21,8 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from marginface.caffe.fillers import fill
 
+__all__ = ["Scale"]
+
 
 class Scale(LazyModuleMixin, nn.Module):
     """Elementwise scale (and bias) with Caffe's axis broadcasting."""

@@ -1,4 +1,4 @@
-"""FocalLoss and Accuracy layers (SoftmaxWithLoss is ``marginface.caffe.layers``'s).
+"""FocalLoss and Accuracy layers (SoftmaxWithLoss is ``marginface.caffe.margin_layers``'s).
 
 ``loss_param.normalization`` (Caffe's LossParameter): VALID (default; divide by the number of
 labels that are not ``ignore_label``), FULL (all labels), BATCH_SIZE (outer count), NONE; the legacy
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from marginface.caffe.netlayers.base import CaffeLayer, Shape, canonical_axis, sub
+from marginface.caffe.layer_types.base import CaffeLayer, Shape, canonical_axis, sub
 from marginface.caffe.prototxt import Message
 
 __all__ = ["FocalLoss", "Accuracy"]

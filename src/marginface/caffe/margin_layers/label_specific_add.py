@@ -20,7 +20,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from marginface.caffe.layers._common import as_rows, check_finite, check_tops, label_vector
+from marginface.caffe.margin_layers._common import as_rows, check_finite, check_tops, label_vector
+
+__all__ = ["LabelSpecificAdd"]
 
 
 class LabelSpecificAdd(nn.Module):

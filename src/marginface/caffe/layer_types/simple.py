@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from marginface.caffe.netlayers.base import CaffeLayer, Shape, canonical_axis, sub
+from marginface.caffe.layer_types.base import CaffeLayer, Shape, canonical_axis, sub
 from marginface.caffe.prototxt import Message
 
 __all__ = ["ReLU", "Sigmoid", "TanH", "Dropout", "Eltwise", "Concat", "Flatten", "Reshape",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch.autograd import gradcheck
 from torch.func import functional_call
 
-from marginface.caffe.layers import (
+from marginface.caffe.margin_layers import (
     CombinedMargin,
     CosinAddm,
     InnerProduct,

@@ -1,4 +1,4 @@
-"""The seed's three Caffe loss heads, composed from marginface.caffe.layers, vs the modern maths.
+"""The seed's three Caffe loss heads composed from marginface.caffe.margin_layers vs modern maths.
 
 Each head is built with the exact layer parameters of ../shared/caffe/seed/*.prototxt (checked
 against the files by ``test_seed_prototxt_params``) and must give the loss and the gradients of
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from marginface.caffe.layers import (
+from marginface.caffe.margin_layers import (
     CombinedMargin,
     CosinAddm,
     InnerProduct,

@@ -1,4 +1,4 @@
-"""BatchNorm and PReLU as Caffe defines them (Scale is ``marginface.caffe.layers.Scale``).
+"""BatchNorm and PReLU as Caffe defines them (Scale is ``marginface.caffe.margin_layers.Scale``).
 
 BatchNorm (Ioffe & Szegedy 2015, Caffe's layer) keeps three blobs: running sums of the mean and
 the variance and a scale factor ``f``; the statistics used at test time are ``blob0 / f`` and
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.caffe.fillers import fill
-from marginface.caffe.netlayers.base import CaffeLayer, Shape, sub
+from marginface.caffe.layer_types.base import CaffeLayer, Shape, sub
 from marginface.caffe.prototxt import Message
 
 __all__ = ["BatchNorm", "PReLU"]

@@ -30,8 +30,10 @@ from torch import Tensor, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from marginface.caffe.fillers import fill
-from marginface.caffe.layers._common import check_finite, check_tops, label_vector
+from marginface.caffe.margin_layers._common import check_finite, check_tops, label_vector
 from marginface.functional import sphereface_lambda
+
+__all__ = ["MarginInnerProduct", "MARGIN_TYPES", "sphereface_psi_chebyshev"]
 
 MARGIN_TYPES = {"SINGLE": 1, "DOUBLE": 2, "TRIPLE": 3, "QUADRUPLE": 4}
 

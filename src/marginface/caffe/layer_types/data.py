@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from marginface.caffe.netlayers.base import sub
+from marginface.caffe.layer_types.base import sub
 from marginface.caffe.prototxt import Message
 
 __all__ = ["DataLayerInfo", "DATA_LAYER_TYPES"]

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor
 
+__all__ = ["label_vector", "as_rows", "check_tops", "value_with_grad", "check_finite"]
+
 
 def label_vector(label: Tensor, num: int, dim: int, layer: str, *,
                  allow_negative: bool = False) -> Tensor:

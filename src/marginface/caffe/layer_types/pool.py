@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from marginface.caffe.netlayers.base import CaffeLayer, Shape, hw_pair, sub
+from marginface.caffe.layer_types.base import CaffeLayer, Shape, hw_pair, sub
 from marginface.caffe.prototxt import Message
 
 __all__ = ["Pooling", "caffe_pool_size"]

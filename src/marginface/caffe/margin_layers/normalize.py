@@ -13,7 +13,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from marginface.caffe.layers._common import check_tops
+from marginface.caffe.margin_layers._common import check_tops
+
+__all__ = ["Normalize", "NORMALIZE_EPS"]
 
 #: The constant Caffe adds to the sum of squares before the square root.
 NORMALIZE_EPS = 1e-6

@@ -3,7 +3,7 @@
 Convolution: weight (num_output, C_in / group, kh, kw) and bias (num_output); output size
 ``(H + 2p - (d(k-1)+1)) / s + 1`` rounded down. DepthwiseConvolution (the MobileFaceNet Caffe fork)
 is the same computation with ``group`` = input channels (when ``group`` is not given).
-InnerProduct is ``marginface.caffe.layers.InnerProduct`` (see netlayers.seed).
+InnerProduct is ``marginface.caffe.margin_layers.InnerProduct`` (see layer_types.adapters).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.caffe.fillers import fill
-from marginface.caffe.netlayers.base import CaffeLayer, Shape, hw_pair, sub
+from marginface.caffe.layer_types.base import CaffeLayer, Shape, hw_pair, sub
 from marginface.caffe.prototxt import Message
 
 __all__ = ["Convolution"]
