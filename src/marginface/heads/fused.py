@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from marginface.functional import margin_target_and_grad
+from marginface.functional import margin_target_and_grad, sphereface_target
 from marginface.heads.blocking import backward_blocks, choose_block_size, forward_lse
 from marginface.heads.gradient_cache import reusable_gradient
 from marginface.validation import (
@@ -72,10 +72,9 @@ class LogitSpec:
         if self.kind == "margin":
             value, grad = margin_target_and_grad(cos, self.m1, self.m2, self.m3)
         else:
-            value, grad = margin_target_and_grad(cos, float(self.m))
-            lam = self.lambda_
-            value = (lam * cos + value) / (1.0 + lam)
-            grad = (lam + grad) / (1.0 + lam)
+            psi, dpsi = margin_target_and_grad(cos, float(self.m))
+            value = sphereface_target(cos, psi, self.lambda_)
+            grad = sphereface_target(torch.ones_like(dpsi), dpsi, self.lambda_)
         if self.detach_margin:
             grad = torch.ones_like(grad)
         return value, grad

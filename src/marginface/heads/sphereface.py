@@ -101,7 +101,7 @@ class SphereFace(Head):
         """The target logit at the current lambda as a function of ``cos(theta_y)``."""
         lam = self.current_lambda()
         psi = MF.margin_target(cos, float(self.m), detach_margin=self.detach_margin)
-        return norm * (lam * cos.to(psi.dtype) + psi) / (1.0 + lam)
+        return norm * MF.sphereface_target(cos.to(psi.dtype), psi, lam)
 
     def extra_repr(self) -> str:
         return (
