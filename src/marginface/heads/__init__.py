@@ -12,6 +12,7 @@ from marginface.heads.fused import (
     fused_margin_cross_entropy,
     fused_softmax_cross_entropy,
     fused_sphereface_cross_entropy,
+    release_gradient_memory,
 )
 from marginface.heads.margin import (
     AMSoftmax,
@@ -21,6 +22,7 @@ from marginface.heads.margin import (
     MarginHead,
     NormFace,
 )
+from marginface.heads.precision_matmul import precision_linear
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace
 
@@ -40,4 +42,6 @@ __all__ = [
     "fused_margin_cross_entropy",
     "fused_sphereface_cross_entropy",
     "fused_softmax_cross_entropy",
+    "precision_linear",
+    "release_gradient_memory",
 ]

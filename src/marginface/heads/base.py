@@ -18,18 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.heads.fused import LogitSpec, fused_cross_entropy
-from marginface.heads.matmul import precision_linear
+from marginface.heads.precision_matmul import MATMUL_DTYPES, check_matmul_dtype, precision_linear
 from marginface.validation import check_embeddings, check_labels, check_positive_int
 
 __all__ = ["Head", "MATMUL_DTYPES"]
-
-MATMUL_DTYPES: tuple[torch.dtype, ...] = (
-    torch.float32,
-    torch.bfloat16,
-    torch.float16,
-    torch.float64,
-)
-
 
 class Head(nn.Module):
     """Base class of the classifier heads (not used directly).
@@ -37,7 +29,7 @@ class Head(nn.Module):
     Subclasses implement ``_logits(embeddings, labels)``: margin logits when ``labels`` is a
     tensor, plain logits when it is None. ``block_size`` and ``matmul_dtype`` are the knobs of the
     blockwise fused loss; ``block_size=None`` picks the block from the shapes and free memory
-    (``marginface.heads.blocking.choose_block_size``).
+    (``marginface.heads.fused.choose_block_size``).
     """
 
     weight: Tensor
@@ -56,12 +48,7 @@ class Head(nn.Module):
         self.block_size = None if block_size is None else check_positive_int(
             "block_size", block_size
         )
-        if matmul_dtype not in MATMUL_DTYPES:
-            raise ValueError(
-                f"matmul_dtype must be one of {[str(d) for d in MATMUL_DTYPES]}, "
-                f"got {matmul_dtype!r}"
-            )
-        self.matmul_dtype = matmul_dtype
+        self.matmul_dtype = check_matmul_dtype(matmul_dtype)
         self.weight = nn.Parameter(torch.empty(self.num_classes, self.embedding_dim))
         self.reset_parameters()
 

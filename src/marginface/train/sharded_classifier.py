@@ -27,12 +27,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from marginface.functional import sphereface_lambda
-from marginface.heads.blocking import choose_block_size
-from marginface.heads.fused import (
-    FUSED_MATMUL_DTYPES,
-    LogitSpec,
-    _FusedCrossEntropy,
-)
+from marginface.heads.fused.blocks import choose_block_size
+from marginface.heads.fused.loss import LogitSpec, _FusedCrossEntropy
+from marginface.heads.precision_matmul import MATMUL_DTYPES
 from marginface.validation import (
     check_embeddings,
     check_labels,
@@ -121,9 +118,9 @@ class ShardedClassifier(nn.Module):
                 f"rank must be an integer in [0, world_size={world_size}), got {rank!r}")
         if not (isinstance(sample_rate, (int, float)) and 0.0 < sample_rate <= 1.0):
             raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
-        if matmul_dtype not in FUSED_MATMUL_DTYPES:
+        if matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(
-                f"matmul_dtype must be one of {FUSED_MATMUL_DTYPES}, got {matmul_dtype!r}")
+                f"matmul_dtype must be one of {MATMUL_DTYPES}, got {matmul_dtype!r}")
         if block_size is not None:
             choose_block_size(1, 1, 1, block_size)  # validates
         self.head_name = head

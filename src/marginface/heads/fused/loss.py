@@ -1,7 +1,7 @@
 """Fused margin-softmax cross-entropy: the loss without ever holding the (batch, classes) logits.
 
 ``loss = mean_i [ logsumexp_j z_ij - z_iy ]`` with the margin logits of every head
-(SPEC section 3; Deng et al., "ArcFace", CVPR 2019, eq. 4; Liu et al., "SphereFace", CVPR 2017):
+(docs/heads.md; Deng et al., "ArcFace", CVPR 2019, eq. 4; Liu et al., "SphereFace", CVPR 2017):
 
 - margin heads (NormFace, CosFace, ArcFace, combined): ``z_ij = s cos(theta_ij)``,
   ``z_iy = s (psi(m1 theta_iy + m2) - m3)``;
@@ -10,10 +10,11 @@
 - Softmax: ``z_ij = <x_i, W_j> + b_j``.
 
 How. A custom autograd function makes two passes over the classes in blocks
-(``marginface.heads.blocking``): the forward pass keeps a running logsumexp per row, the backward
-pass recomputes each block's logits, turns them into ``|g| (softmax - onehot)`` with one exp and
-accumulates the gradients of the embeddings and writes those of the weight block (through the row
-normalisation). Memory beyond the weight and its gradient: O(batch x block) plus the class norms.
+(``marginface.heads.fused.blocks``): the forward pass keeps a running logsumexp per row, the
+backward pass recomputes each block's logits, turns them into ``|g| (softmax - onehot)`` with one
+exp and accumulates the gradients of the embeddings and writes those of the weight block (through
+the row normalisation). Memory beyond the weight and its gradient: O(batch x block) plus the
+class norms.
 The target entries use ``functional.margin_target_and_grad`` on cosines computed from the gathered
 target rows (full precision, also in bfloat16 mode).
 
@@ -32,8 +33,9 @@ import torch.distributed as dist
 from torch import Tensor
 
 from marginface.functional import margin_target_and_grad, sphereface_target
-from marginface.heads.blocking import backward_blocks, choose_block_size, forward_lse
-from marginface.heads.gradient_cache import reusable_gradient
+from marginface.heads.fused.blocks import backward_blocks, choose_block_size, forward_lse
+from marginface.heads.fused.gradient_cache import reusable_gradient
+from marginface.heads.precision_matmul import check_matmul_dtype
 from marginface.validation import (
     check_embeddings,
     check_labels,
@@ -50,7 +52,6 @@ __all__ = [
     "fused_softmax_cross_entropy",
 ]
 
-FUSED_MATMUL_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 _EPS = 1e-12  # F.normalize's eps, so the fused path normalises exactly like the heads
 
 
@@ -215,11 +216,7 @@ def _check_common(embeddings: Tensor, weight: Tensor, labels: Tensor,
     check_labels(labels, weight.shape[0], embeddings.shape[0])
     if embeddings.shape[0] == 0:
         raise ValueError("embeddings has 0 rows: the mean loss of an empty batch is undefined")
-    if matmul_dtype not in FUSED_MATMUL_DTYPES:
-        raise ValueError(
-            f"matmul_dtype must be one of {[str(d) for d in FUSED_MATMUL_DTYPES]}, "
-            f"got {matmul_dtype!r}"
-        )
+    check_matmul_dtype(matmul_dtype)
 
 
 def fused_cross_entropy(embeddings: Tensor, weight: Tensor, labels: Tensor, spec: LogitSpec, *,

@@ -1,13 +1,16 @@
 """Block-by-block passes over the classes for the fused margin cross-entropy.
 
+Vocabulary: a *block* is a contiguous run of classes (rows of the weight) and the (batch, block)
+working tensor of its logits; the fused loss, its kernels and the docs use no other word for it.
+
 Both passes see the logits only one block of ``block`` classes at a time, as a (batch, block)
 working tensor; nothing of size (batch, num_classes) is ever allocated. The logits of a block are
 ``l = xm @ W_hat_block^T (+ bias)``, where the caller has folded the per-row factor into ``xm``
 (``s * x/|x|`` for the margin heads, ``x`` itself for SphereFace and Softmax) and ``W_hat`` is the
 row-normalised block (``normalize=True``) or the raw block (Softmax). The target entries carry
 the margin target logits that the caller computed beforehand: they are masked to -inf in the
-block (so the elementwise kernels of ``heads.tiles`` give 0 there) and their terms added apart,
-or, on the running-max path, written into the block.
+block (so the elementwise kernels of ``heads.fused.kernels`` give 0 there) and their terms added
+apart, or, on the running-max path, written into the block.
 
 Block size rule (``choose_block_size``): the (batch, block) float32 working tensor should be about
 ``TARGET_WORKING_BYTES`` (16 MiB: big enough for the matrix products to run at full speed, small
@@ -24,7 +27,7 @@ import os
 import torch
 from torch import Tensor
 
-from marginface.heads import tiles
+from marginface.heads.fused import kernels
 
 __all__ = ["TARGET_WORKING_BYTES", "choose_block_size", "forward_lse", "backward_blocks"]
 
@@ -143,7 +146,7 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
             rows, cols = _block_targets(tgt_local, b0, b1)
             if rows.numel():
                 r[rows, cols] = -math.inf  # the target terms are added once, below
-            total += tiles.exp_rowsum(r, col, neg)
+            total += kernels.exp_rowsum(r, col, neg)
         owned = (tgt_local >= 0).nonzero().squeeze(1)
         total[owned] += torch.exp(tgt_logit[owned] - shift[owned])
         lse = shift + total.log()
@@ -205,7 +208,7 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
         if rows.numel():
             r[rows, cols] = -math.inf  # exp gives 0 there; the target gradient is set below
         # g = dL/dz (times 1/|w_j| when normalised: both products then use the raw rows)
-        g = tiles.grad_tile(r, col, None if bias is None else bias[b0:b1], neg,
+        g = kernels.grad_block(r, col, None if bias is None else bias[b0:b1], neg,
                             work[: batch * n].view(batch, n))
         if rows.numel():
             tg = tgt_grad[rows] if col is None else tgt_grad[rows] * col[cols]
@@ -229,7 +232,7 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
             gw_raw = torch.mm(g.t(), xm, out=gw)
         if col is not None:
             # Through w_hat = w/|w|: dw = g_hat/|w| - w <w, g_hat/|w|> / |w|^2.
-            tiles.finish_weight_grad(gw_raw, weight[b0:b1], col, gw)
+            kernels.finish_weight_grad(gw_raw, weight[b0:b1], col, gw)
         elif gw_raw is not gw:
             gw.copy_(gw_raw)
     return grad_xm
