@@ -2,7 +2,8 @@
 
 Every head owns ``weight`` (num_classes, embedding_dim), returns logits from
 ``forward(embeddings, labels=None)`` (margin only in training mode with labels) and gives the mean
-cross-entropy from ``loss(embeddings, labels)``. See docs/heads.md.
+cross-entropy from ``loss(embeddings, labels)``. Heads are registered by name
+(``create_head``, ``list_heads``). See docs/heads.md.
 """
 
 from marginface.heads.base import MATMUL_DTYPES, Head
@@ -23,6 +24,13 @@ from marginface.heads.margin import (
     NormFace,
 )
 from marginface.heads.precision_matmul import precision_linear
+from marginface.heads.registry import (
+    create_head,
+    get_head_class,
+    head_options,
+    list_heads,
+    register_head,
+)
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace
 
@@ -38,6 +46,11 @@ __all__ = [
     "CombinedMargin",
     "SphereFace",
     "LogitSpec",
+    "register_head",
+    "get_head_class",
+    "create_head",
+    "list_heads",
+    "head_options",
     "fused_cross_entropy",
     "fused_margin_cross_entropy",
     "fused_sphereface_cross_entropy",
