@@ -66,17 +66,24 @@ def psi(phi: Tensor) -> Tensor:
     return sign * torch.cos(phi) - 2.0 * k
 
 
-def _is_additive(m1: float, m2: float) -> bool:
+def _is_additive(m1: float | Tensor, m2: float | Tensor) -> bool:
+    # Per-sample margins (tensors) always take the general path.
+    if isinstance(m1, Tensor) or isinstance(m2, Tensor):
+        return False
     return m1 == 1.0 and m2 == 0.0
 
 
 def margin_target_and_grad(
-    cos: Tensor, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0
+    cos: Tensor,
+    m1: float | Tensor = 1.0,
+    m2: float | Tensor = 0.0,
+    m3: float | Tensor = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Target logit ``psi(m1*acos(cos) + m2) - m3`` (unscaled) and its derivative in ``cos``.
 
     Pure tensor maths with no autograd, shared by the autograd function and the fused loss.
-    Computed in float32 (float64 for float64 input).
+    Computed in float32 (float64 for float64 input). The margins may be tensors broadcasting
+    against ``cos`` (per-sample margins, e.g. shape (B,) for the B target cosines).
     """
     c = cos.to(_compute_dtype(cos))
     if _is_additive(m1, m2):

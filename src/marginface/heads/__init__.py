@@ -8,7 +8,9 @@ cross-entropy from ``loss(embeddings, labels)``. Heads are registered by name
 
 from marginface.heads.base import MATMUL_DTYPES, Head
 from marginface.heads.fused import (
+    BatchStats,
     LogitSpec,
+    RowFunction,
     fused_cross_entropy,
     fused_margin_cross_entropy,
     fused_softmax_cross_entropy,
@@ -46,6 +48,8 @@ __all__ = [
     "CombinedMargin",
     "SphereFace",
     "LogitSpec",
+    "RowFunction",
+    "BatchStats",
     "register_head",
     "get_head_class",
     "create_head",

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from marginface.heads.fused import kernels
+from marginface.heads.fused.negatives import NegativeBlocks
 
 __all__ = ["TARGET_WORKING_BYTES", "choose_block_size", "forward_lse", "backward_blocks"]
 
@@ -122,13 +123,14 @@ def _fp16_scale(g: Tensor, xm: Tensor, wb: Tensor) -> float:
 
 def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tensor | None,
                 tgt_local: Tensor, tgt_logit: Tensor, block: int, shift: Tensor | None,
-                compute_dtype: torch.dtype) -> Tensor:
+                compute_dtype: torch.dtype, negatives: NegativeBlocks | None = None) -> Tensor:
     """Row-wise logsumexp over this weight's classes, one block at a time.
 
     ``shift`` (batch,) is an upper bound of every logit of its row (the margin heads: ``s``);
     with it each block costs one exp pass and no max. Rows whose sum then falls so low that its
     terms would be subnormal are recomputed with a running max. ``shift=None`` always uses the
-    running max (SphereFace, Softmax: their logits have no useful bound).
+    running max (SphereFace, Softmax: their logits have no useful bound). ``negatives`` (with
+    ``shift=None``) maps each block's non-target logits before the sum.
     """
     batch, dim = xm.shape
     num = weight.shape[0]
@@ -164,6 +166,8 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
         wb, col = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
         addend = None if bias is None else bias[b0:b1].unsqueeze(0)
         lg = _logits_into(work[: batch * (b1 - b0)].view(batch, b1 - b0), xm, wb, col, addend)
+        if negatives is not None:
+            negatives.logits_(lg)
         rows, cols = _block_targets(tgt_local, b0, b1)
         if rows.numel():
             lg[rows, cols] = tgt_logit[rows]
@@ -177,13 +181,14 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
 def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tensor | None,
                     tgt_local: Tensor, tgt_grad: Tensor, block: int, shift: Tensor,
                     compute_dtype: torch.dtype, grad_weight: Tensor,
-                    grad_bias: Tensor | None) -> Tensor:
+                    grad_bias: Tensor | None, negatives: NegativeBlocks | None = None) -> Tensor:
     """Second pass: gradients of ``sum_i |g| * CE_i`` wrt ``xm`` (returned) and the weight.
 
     ``shift = lse - log|g|`` so that one exp gives ``|g| * p`` directly; ``tgt_grad`` (batch,)
     holds the finished gradient at each owned target entry (``|g|(p_y - 1) * dtarget/dcos``).
     ``grad_weight`` (and ``grad_bias``) are written block by block, through the row
     normalisation when ``inv_norm`` is given: ``dw = (g_hat - w_hat <w_hat, g_hat>) / |w|``.
+    ``negatives`` replaces the compiled gradient kernel by its own (changed non-target logits).
     """
     batch, dim = xm.shape
     num = weight.shape[0]
@@ -192,7 +197,9 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
         return grad_xm
     low = xm.dtype != compute_dtype
     fp16 = xm.dtype == torch.float16
-    exact_g = fp16 or grad_bias is not None  # g is needed in full precision first
+    # g is needed in full precision first
+    exact_g = fp16 or grad_bias is not None or negatives is not None
+    grad_fn = kernels.grad_block if negatives is None else negatives.grad_block
     prod = torch.empty(batch * block, dtype=xm.dtype, device=xm.device)
     work = torch.empty(batch * block, dtype=compute_dtype, device=xm.device) if (
         low and exact_g) else prod
@@ -208,8 +215,8 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
         if rows.numel():
             r[rows, cols] = -math.inf  # exp gives 0 there; the target gradient is set below
         # g = dL/dz (times 1/|w_j| when normalised: both products then use the raw rows)
-        g = kernels.grad_block(r, col, None if bias is None else bias[b0:b1], neg,
-                            work[: batch * n].view(batch, n))
+        g = grad_fn(r, col, None if bias is None else bias[b0:b1], neg,
+                    work[: batch * n].view(batch, n))
         if rows.numel():
             tg = tgt_grad[rows] if col is None else tgt_grad[rows] * col[cols]
             g[rows, cols] = tg.to(g.dtype)
