@@ -90,6 +90,15 @@ def test_changed_negatives_and_moving_state_equal_unfused_restatement(training, 
     torch.testing.assert_close(float(head.t), t_after[0], rtol=1e-12, atol=1e-14)
 
 
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), t=st.floats(0.0, 1.0), margin=st.floats(0.0, 0.6),
+       scale=st.floats(1.0, 32.0), block=st.integers(1, 8))
+def test_changed_negatives_hypothesis(seed, t, margin, scale, block):
+    head = CurricularLike(D, C, scale=scale, margin=margin, t=t, block_size=block).double().eval()
+    t_now = float(head.t)
+    _compare(head, lambda x, w, y: reference_curricular(head, x, w, y, t_now), seed)
+
+
 def _stats(head, x, w, y):
     return batch_stats(x, w, y, y, target_cos=head.needs_target_cos)
 
