@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -156,7 +157,8 @@ class Head(nn.Module):
         return loss if extra is None else loss + extra.mean()
 
     def fused_loss(self, embeddings: Tensor, weight: Tensor, local_labels: Tensor,
-                   labels: Tensor, *, bias: Tensor | None = None, process_group=None) -> Tensor:
+                   labels: Tensor, *, bias: Tensor | None = None,
+                   process_group: dist.ProcessGroup | None = None) -> Tensor:
         """The fused cross-entropy of this head over the classes of ``weight`` (no extra loss).
 
         ``labels`` are the global classes, ``local_labels`` the rows of ``weight`` (-1: held by

@@ -63,7 +63,7 @@ class _AllGather(torch.autograd.Function):
         return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows], None
 
 
-def all_gather_with_grad(x: Tensor, group=None) -> Tensor:
+def all_gather_with_grad(x: Tensor, group: dist.ProcessGroup | None = None) -> Tensor:
     """Concatenate every rank's ``x`` (same shape on all ranks); gradients flow back per rank."""
     return _AllGather.apply(x, group or dist.group.WORLD)
 
@@ -88,7 +88,8 @@ class ShardedClassifier(nn.Module):
 
     def __init__(self, head: Head | str | Mapping, embedding_dim: int | None = None,
                  num_classes: int | None = None, *, rank: int, world_size: int,
-                 sample_rate: float = 1.0, process_group=None, **head_kwargs: Any) -> None:
+                 sample_rate: float = 1.0, process_group: dist.ProcessGroup | None = None,
+                 **head_kwargs: Any) -> None:
         super().__init__()
         if not isinstance(head, Head):
             if isinstance(head, Mapping):

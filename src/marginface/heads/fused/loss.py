@@ -205,7 +205,7 @@ def _check_common(embeddings: Tensor, weight: Tensor, labels: Tensor,
 def fused_cross_entropy(embeddings: Tensor, weight: Tensor, labels: Tensor, spec: LogitSpec, *,
                         bias: Tensor | None = None, block_size: int | None = None,
                         matmul_dtype: torch.dtype = torch.float32,
-                        process_group=None) -> Tensor:
+                        process_group: dist.ProcessGroup | None = None) -> Tensor:
     """Mean cross-entropy of the logits described by ``spec`` (inputs checked by the callers).
 
     The one entry point of the fused loss: the heads' ``loss`` and the class-sharded classifier

@@ -9,6 +9,8 @@ the compiled kernels of ``marginface.heads.fused.kernels``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -22,8 +24,8 @@ class NegativeBlocks:
     ``s`` (the products of the blocks are ``s * cos`` up to the column factor ``1/|w_j|``).
     """
 
-    def __init__(self, fn, params: tuple[Tensor, ...], scale: float,
-                 dtype: torch.dtype) -> None:
+    def __init__(self, fn: Callable[..., tuple[Tensor, Tensor]], params: tuple[Tensor, ...],
+                 scale: float, dtype: torch.dtype) -> None:
         self.fn = fn
         self.params = tuple(p.detach().to(dtype).unsqueeze(1) for p in params)
         self.scale = scale

@@ -140,7 +140,7 @@ class BatchStats:
 
 
 def batch_stats(embeddings: Tensor, weight: Tensor, local_labels: Tensor, labels: Tensor, *,
-                target_cos: bool, group=None) -> BatchStats:
+                target_cos: bool, group: dist.ProcessGroup | None = None) -> BatchStats:
     """``BatchStats`` of a (global) batch; ``local_labels`` index ``weight`` or are -1.
 
     With a process group each rank computes the target cosines of the rows whose class it holds
