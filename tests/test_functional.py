@@ -146,3 +146,14 @@ def test_bad_inputs_name_the_argument_and_value():
         MF.margin_logits(bad, weight, torch.tensor([0, 1, 2]), scale=1.0)
     with pytest.raises(ValueError, match="2 rows"):
         MF.margin_logits(torch.randn(2, 4), weight, torch.tensor([0, 1, 2]), scale=1.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(cos=st.floats(-1.0, 1.0), psi=st.floats(-7.0, 1.0), lam=st.floats(0.0, 1e4))
+def test_sphereface_target_blends_cos_and_psi(cos, psi, lam):
+    c, p = torch.tensor([cos], dtype=torch.float64), torch.tensor([psi], dtype=torch.float64)
+    value = MF.sphereface_target(c, p, lam)
+    torch.testing.assert_close(value, (lam * c + p) / (1.0 + lam))
+    assert float(MF.sphereface_target(c, p, 0.0)) == psi  # lambda 0: plain A-Softmax
+    # a convex combination: between cos and psi
+    assert min(cos, psi) - 1e-12 <= float(value) <= max(cos, psi) + 1e-12

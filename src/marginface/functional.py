@@ -1,6 +1,6 @@
 """The margin-softmax maths as functions, for people who own their weights.
 
-One family (SPEC section 3; Deng et al., "ArcFace", CVPR 2019, eq. 4): the target logit is
+One family (docs/heads.md; Deng et al., "ArcFace", CVPR 2019, eq. 4): the target logit is
 ``s * (psi(m1 * theta_y + m2) - m3)`` and every other logit ``s * cos(theta_j)``, where
 ``cos(theta_j) = <x/|x|, W_j/|W_j|>``. NormFace is (1, 0, 0), CosFace / AM-Softmax (1, 0, m),
 ArcFace (1, m, 0), SphereFace-style multiplicative margins m1 > 0.
@@ -49,6 +49,7 @@ __all__ = [
     "arcface_logits",
     "combined_margin_logits",
     "sphereface_lambda",
+    "sphereface_target",
     "sphereface_apply_margin",
     "sphereface_logits",
 ]
@@ -65,17 +66,24 @@ def psi(phi: Tensor) -> Tensor:
     return sign * torch.cos(phi) - 2.0 * k
 
 
-def _is_additive(m1: float, m2: float) -> bool:
+def _is_additive(m1: float | Tensor, m2: float | Tensor) -> bool:
+    # Per-sample margins (tensors) always take the general path.
+    if isinstance(m1, Tensor) or isinstance(m2, Tensor):
+        return False
     return m1 == 1.0 and m2 == 0.0
 
 
 def margin_target_and_grad(
-    cos: Tensor, m1: float = 1.0, m2: float = 0.0, m3: float = 0.0
+    cos: Tensor,
+    m1: float | Tensor = 1.0,
+    m2: float | Tensor = 0.0,
+    m3: float | Tensor = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Target logit ``psi(m1*acos(cos) + m2) - m3`` (unscaled) and its derivative in ``cos``.
 
     Pure tensor maths with no autograd, shared by the autograd function and the fused loss.
-    Computed in float32 (float64 for float64 input).
+    Computed in float32 (float64 for float64 input). The margins may be tensors broadcasting
+    against ``cos`` (per-sample margins, e.g. shape (B,) for the B target cosines).
     """
     c = cos.to(_compute_dtype(cos))
     if _is_additive(m1, m2):
@@ -213,6 +221,16 @@ def sphereface_lambda(iteration: int, *, base: float = 1000.0, gamma: float = 0.
     return max(base * (1.0 + gamma * iteration) ** (-power), lambda_min)
 
 
+def sphereface_target(cos: Tensor, psi_value: Tensor, lambda_: float) -> Tensor:
+    """SphereFace's annealed target ``(lambda*cos + psi) / (1 + lambda)`` (Liu et al., 2017).
+
+    ``psi_value`` is ``psi(m*theta)`` (or anything on the same scale: the Caffe layer passes
+    ``|x| psi``). Linear in both inputs, so it also maps the derivatives:
+    ``sphereface_target(1, dpsi/dcos, lambda)`` is ``d target / d cos``.
+    """
+    return (lambda_ * cos + psi_value) / (1.0 + lambda_)
+
+
 def sphereface_apply_margin(cos: Tensor, norms: Tensor, labels: Tensor, *, m: int = 4,
                             lambda_: float = 0.0, detach_margin: bool = False) -> Tensor:
     """A-Softmax logits from a cosine matrix and the feature norms ``|x|`` of shape (batch, 1).
@@ -228,7 +246,7 @@ def sphereface_apply_margin(cos: Tensor, norms: Tensor, labels: Tensor, *, m: in
     index = labels.long().unsqueeze(1)
     cos_y = cos.gather(1, index)
     psi_y = margin_target(cos_y, float(m), detach_margin=detach_margin)
-    target = (lambda_ * cos_y + psi_y) / (1.0 + lambda_)
+    target = sphereface_target(cos_y, psi_y, lambda_)
     return cos.scatter(1, index, target) * norms.to(dtype)
 
 

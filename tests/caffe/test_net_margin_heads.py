@@ -23,11 +23,11 @@ from marginface.functional import margin_logits
 
 pytestmark = pytest.mark.shared
 
-# seed head -> marginface.heads class and its arguments
-HEAD_CLASSES = {
-    "cosface": ("CosFace", {"scale": 30.0, "margin": 0.35}),
-    "arcface": ("ArcFace", {"scale": 64.0, "margin": 0.5}),
-    "combined": ("CombinedMargin", {"scale": 30.0, "m1": 1.0, "m2": 0.3, "m3": 0.2}),
+# seed head (a marginface.heads registry name) -> the head's arguments in the seed net
+HEAD_OPTIONS = {
+    "cosface": {"scale": 30.0, "margin": 0.35},
+    "arcface": {"scale": 64.0, "margin": 0.5},
+    "combined": {"scale": 30.0, "m1": 1.0, "m2": 0.3, "m3": 0.2},
 }
 # file, embedding input, classifier layer, s, (m1, m2, m3), embeddings already normalised
 HEADS = {
@@ -70,10 +70,9 @@ def test_seed_head_matches_margin_logits(caffe_dir, library, one_thread, head):
     torch.testing.assert_close(caffe_dz, z_ref.grad, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(caffe_dw, w_ref.grad, rtol=1e-4, atol=1e-7)
 
-    import marginface.heads as heads
+    from marginface.heads import create_head
 
-    cls_name, kwargs = HEAD_CLASSES[head]
-    modern = getattr(heads, cls_name)(512, num_classes, **kwargs).double().train()
+    modern = create_head(head, 512, num_classes, **HEAD_OPTIONS[head]).double().train()
     with torch.no_grad():
         modern.weight.copy_(w0)
     z_head = z.detach().clone().requires_grad_(True)

@@ -8,28 +8,38 @@ import pytest
 import torch
 from torch import nn
 
-from marginface.heads import (
-    ArcFace,
-    CombinedMargin,
-    CosFace,
-    NormFace,
-    Softmax,
-    SphereFace,
-)
+from marginface.heads import CombinedMargin, create_head, get_head_class, list_heads
 
-# name -> factory(embedding_dim, num_classes, **extra)
-HEAD_FACTORIES = {
-    "softmax": lambda d, c, **kw: Softmax(d, c, **kw),
-    "normface": lambda d, c, **kw: NormFace(d, c, scale=8.0, **kw),
-    "cosface": lambda d, c, **kw: CosFace(d, c, scale=8.0, margin=0.35, **kw),
-    "arcface": lambda d, c, **kw: ArcFace(d, c, scale=8.0, margin=0.5, **kw),
-    "combined": lambda d, c, **kw: CombinedMargin(d, c, scale=8.0, **kw),
+# Options that keep the tests' logits small (s = 8); other heads run with their defaults.
+_SMALL_SCALE = {"scale": 8.0}
+TEST_OPTIONS = {"normface": _SMALL_SCALE, "cosface": {**_SMALL_SCALE, "margin": 0.35},
+                "arcface": {**_SMALL_SCALE, "margin": 0.5}, "combined": _SMALL_SCALE}
+
+
+def _registered_once() -> list[str]:
+    """Every registered head, aliases (amsoftmax = cosface) once."""
+    seen: set[type] = set()
+    names = []
+    for name in list_heads():
+        cls = get_head_class(name)
+        if cls not in seen:
+            seen.add(cls)
+            names.append(name)
+    return names
+
+
+def _factory(name: str):
+    return lambda d, c, **kw: create_head(name, d, c, **{**TEST_OPTIONS.get(name, {}), **kw})
+
+
+# name -> factory(embedding_dim, num_classes, **extra): every registered head, then variants
+HEAD_FACTORIES = {name: _factory(name) for name in _registered_once()}
+HEAD_FACTORIES.update({
     "combined_m1_1.35": lambda d, c, **kw: CombinedMargin(d, c, scale=8.0, m1=1.35, m2=0.0,
                                                           m3=0.0, **kw),
     "combined_m1_1.5": lambda d, c, **kw: CombinedMargin(d, c, scale=8.0, m1=1.5, m2=0.2,
                                                          m3=0.1, **kw),
-    "sphereface": lambda d, c, **kw: SphereFace(d, c, **kw),
-}
+})
 
 MARGIN_KINDS = [k for k in HEAD_FACTORIES if k not in ("softmax", "sphereface")]
 

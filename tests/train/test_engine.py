@@ -140,19 +140,19 @@ def test_bf16_autocast_trains(tmp_path):
 
 def test_training_step_uses_the_fused_loss(tmp_path, monkeypatch):
     """The trainer's classifier loss is the blockwise fused path, not the unfused logits."""
-    from marginface.heads import fused
+    from marginface.heads import base
 
     calls = []
-    original = fused._FusedCrossEntropy.apply
+    original = base.fused_cross_entropy
 
-    def spy(*args):
-        calls.append(args[5])  # the block size the fused function ran with
-        return original(*args)
+    def spy(*args, **kwargs):
+        calls.append(args[3])  # the LogitSpec the fused loss ran with
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(fused._FusedCrossEntropy, "apply", spy)
+    monkeypatch.setattr(base, "fused_cross_entropy", spy)
     config = load_config(None, [*BASE, "train.max_steps=2", "head.name=arcface"])
     trainer = Trainer(config, tmp_path / "run", model=TinyNet())
     monkeypatch.setattr(trainer.classifier.head, "unfused_loss",
                         lambda *a: pytest.fail("the trainer used the unfused loss"))
     trainer.fit()
-    assert len(calls) == 2 and all(isinstance(b, int) and b >= 1 for b in calls)
+    assert len(calls) == 2 and all(spec.kind == "margin" and spec.m2 == 0.5 for spec in calls)

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from marginface.heads.fused import LogitSpec, _FusedCrossEntropy
+from marginface.heads.fused import LogitSpec, fused_cross_entropy
 from marginface.train.sharded_classifier import ShardedClassifier, shard_range
 
 WORLD, LOCAL_BATCH, DIM, CLASSES = 2, 5, 6, 37  # 37 classes: shards of 19 and 18 rows
@@ -27,7 +27,7 @@ def _single(spec: LogitSpec, x, w, b, y, block=4):
     x = x.clone().requires_grad_()
     w = w.clone().requires_grad_()
     b = None if b is None else b.clone().requires_grad_()
-    loss = _FusedCrossEntropy.apply(x, w, b, y, spec, block, torch.float32, None)
+    loss = fused_cross_entropy(x, w, y, spec, bias=b, block_size=block)
     params = (x, w) if b is None else (x, w, b)
     return (loss, *torch.autograd.grad(loss, params))
 
@@ -85,8 +85,8 @@ def _worker(rank: int, init: str) -> None:
         for step in (4, 5):
             clf.zero_grad()
             loss, gx = _sharded_step(rank, clf, 3 * x, y)
-            assert int(clf.iteration) == step
-            spec = LogitSpec("sphereface", m=4, lambda_=clf.current_lambda())
+            assert int(clf.head.iteration) == step
+            spec = LogitSpec("sphereface", m=4, lambda_=clf.head.current_lambda())
             ref = _single(spec, 3 * x, w, None, y)
             _close(loss, ref[0])
             _close(gx, ref[1][rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH])
@@ -146,8 +146,8 @@ def test_single_process_equals_fused_function():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(head="nope"), "head must be one of"),
-        (dict(head="arcface", margin=4.0), "m2"),
+        (dict(head="nope"), "name must be one of"),
+        (dict(head="arcface", margin=4.0), "margin must be an angle"),
         (dict(head="arcface", m=4), "unknown argument"),
         (dict(head="arcface", rank=2), "rank must be"),
         (dict(head="arcface", sample_rate=0.0), "sample_rate"),

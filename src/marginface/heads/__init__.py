@@ -2,16 +2,20 @@
 
 Every head owns ``weight`` (num_classes, embedding_dim), returns logits from
 ``forward(embeddings, labels=None)`` (margin only in training mode with labels) and gives the mean
-cross-entropy from ``loss(embeddings, labels)``. See docs/heads.md.
+cross-entropy from ``loss(embeddings, labels)``. Heads are registered by name
+(``create_head``, ``list_heads``). See docs/heads.md.
 """
 
 from marginface.heads.base import MATMUL_DTYPES, Head
 from marginface.heads.fused import (
+    BatchStats,
     LogitSpec,
+    RowFunction,
     fused_cross_entropy,
     fused_margin_cross_entropy,
     fused_softmax_cross_entropy,
     fused_sphereface_cross_entropy,
+    release_gradient_memory,
 )
 from marginface.heads.margin import (
     AMSoftmax,
@@ -20,6 +24,14 @@ from marginface.heads.margin import (
     CosFace,
     MarginHead,
     NormFace,
+)
+from marginface.heads.precision_matmul import precision_linear
+from marginface.heads.registry import (
+    create_head,
+    get_head_class,
+    head_options,
+    list_heads,
+    register_head,
 )
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace
@@ -36,8 +48,17 @@ __all__ = [
     "CombinedMargin",
     "SphereFace",
     "LogitSpec",
+    "RowFunction",
+    "BatchStats",
+    "register_head",
+    "get_head_class",
+    "create_head",
+    "list_heads",
+    "head_options",
     "fused_cross_entropy",
     "fused_margin_cross_entropy",
     "fused_sphereface_cross_entropy",
     "fused_softmax_cross_entropy",
+    "precision_linear",
+    "release_gradient_memory",
 ]

@@ -13,34 +13,45 @@ inputs compute in float64 throughout, so gradcheck sees the exact maths.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.heads.fused import LogitSpec, fused_cross_entropy
-from marginface.heads.matmul import precision_linear
+from marginface.heads.fused import BatchStats, LogitSpec, batch_stats, fused_cross_entropy
+from marginface.heads.precision_matmul import MATMUL_DTYPES, check_matmul_dtype, precision_linear
 from marginface.validation import check_embeddings, check_labels, check_positive_int
 
 __all__ = ["Head", "MATMUL_DTYPES"]
-
-MATMUL_DTYPES: tuple[torch.dtype, ...] = (
-    torch.float32,
-    torch.bfloat16,
-    torch.float16,
-    torch.float64,
-)
 
 
 class Head(nn.Module):
     """Base class of the classifier heads (not used directly).
 
     Subclasses implement ``_logits(embeddings, labels)``: margin logits when ``labels`` is a
-    tensor, plain logits when it is None. ``block_size`` and ``matmul_dtype`` are the knobs of the
-    blockwise fused loss; ``block_size=None`` picks the block from the shapes and free memory
-    (``marginface.heads.blocking.choose_block_size``).
+    tensor, plain logits when it is None; and ``logit_spec``: the same logits described for the
+    fused loss. ``block_size`` and ``matmul_dtype`` are the knobs of the blockwise fused loss;
+    ``block_size=None`` picks the block from the shapes and free memory
+    (``marginface.heads.fused.choose_block_size``).
+
+    The interface to the fused and the class-sharded losses (docs/heads.md, "The head
+    interface"); both run the same steps with the *global* batch:
+
+    - ``class_tensors``: names of the per-class tensors (rows = classes); the sharded classifier
+      keeps this rank's rows of each, everything else of the head (buffers such as SphereFace's
+      ``iteration``, moving state) whole on every rank;
+    - ``advance_schedule()``: once per training-mode forward or loss with labels (schedules);
+    - ``needs_target_cos``: ask for the target cosines in ``BatchStats``;
+    - ``update_state(stats)``: once per training-mode loss, moving state from the global batch;
+    - ``logit_spec(stats)``: the ``LogitSpec`` of this batch (per-sample parameters, negatives);
+    - ``extra_loss(embeddings, labels)``: an optional per-sample term added to the loss (mean).
     """
 
     weight: Tensor
+    class_tensors: ClassVar[tuple[str, ...]] = ("weight",)
+    needs_target_cos: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -56,12 +67,7 @@ class Head(nn.Module):
         self.block_size = None if block_size is None else check_positive_int(
             "block_size", block_size
         )
-        if matmul_dtype not in MATMUL_DTYPES:
-            raise ValueError(
-                f"matmul_dtype must be one of {[str(d) for d in MATMUL_DTYPES]}, "
-                f"got {matmul_dtype!r}"
-            )
-        self.matmul_dtype = matmul_dtype
+        self.matmul_dtype = check_matmul_dtype(matmul_dtype)
         self.weight = nn.Parameter(torch.empty(self.num_classes, self.embedding_dim))
         self.reset_parameters()
 
@@ -94,8 +100,26 @@ class Head(nn.Module):
         if labels is not None:
             check_labels(labels, self.num_classes, embeddings.shape[0])
 
-    def _training_step(self) -> None:
+    def advance_schedule(self) -> None:
         """Hook run once per training-mode forward/loss with labels (schedules, e.g. SphereFace)."""
+
+    def update_state(self, stats: BatchStats) -> None:
+        """Hook run once per training-mode loss with the global batch's statistics (moving state).
+
+        Runs before ``logit_spec`` for the same batch, on every rank with the same ``stats``.
+        """
+
+    def logit_spec(self, stats: BatchStats | None = None) -> LogitSpec:
+        """The logits of this batch for the fused loss (``stats`` of the global batch)."""
+        raise NotImplementedError
+
+    def extra_loss(self, embeddings: Tensor, labels: Tensor) -> Tensor | None:
+        """Per-sample terms (batch,) added to the loss as their mean (MagFace's g(|x|)); or None."""
+        return None
+
+    def fused_bias(self) -> Tensor | None:
+        """The bias the fused loss adds to the logits (Softmax), else None."""
+        return None
 
     def _logits(self, embeddings: Tensor, labels: Tensor | None) -> Tensor:
         raise NotImplementedError
@@ -108,7 +132,7 @@ class Head(nn.Module):
         """
         self._check(embeddings, labels)
         if labels is not None and self.training:
-            self._training_step()
+            self.advance_schedule()
             return self._logits(embeddings, labels)
         return self._logits(embeddings, None)
 
@@ -119,7 +143,7 @@ class Head(nn.Module):
         if embeddings.shape[0] == 0:
             raise ValueError("embeddings has 0 rows: the mean loss of an empty batch is undefined")
         if self.training:
-            self._training_step()
+            self.advance_schedule()
 
     def loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Mean cross-entropy of the margin logits (the margin applies in train and eval mode).
@@ -128,17 +152,28 @@ class Head(nn.Module):
         gradients of ``unfused_loss`` without ever holding the (batch, num_classes) logits.
         """
         self._prepare_loss(embeddings, labels)
+        loss = self.fused_loss(embeddings, self.weight, labels, labels, bias=self.fused_bias())
+        extra = self.extra_loss(embeddings, labels)
+        return loss if extra is None else loss + extra.mean()
+
+    def fused_loss(self, embeddings: Tensor, weight: Tensor, local_labels: Tensor,
+                   labels: Tensor, *, bias: Tensor | None = None,
+                   process_group: dist.ProcessGroup | None = None) -> Tensor:
+        """The fused cross-entropy of this head over the classes of ``weight`` (no extra loss).
+
+        ``labels`` are the global classes, ``local_labels`` the rows of ``weight`` (-1: held by
+        another rank of ``process_group``). The steps every loss takes: batch statistics,
+        ``update_state`` (training mode), ``logit_spec``, ``fused_cross_entropy``.
+        """
+        stats = batch_stats(embeddings, weight, local_labels, labels,
+                            target_cos=self.needs_target_cos, group=process_group)
+        if self.training:
+            self.update_state(stats)
         return fused_cross_entropy(
-            embeddings, self.weight, labels, self._logit_spec(), bias=self._fused_bias(),
+            embeddings, weight, local_labels, self.logit_spec(stats), bias=bias,
             block_size=self.block_size, matmul_dtype=self.matmul_dtype,
+            process_group=process_group,
         )
-
-    def _logit_spec(self) -> LogitSpec:
-        """Which logits the fused loss computes (set by each head)."""
-        raise NotImplementedError
-
-    def _fused_bias(self) -> Tensor | None:
-        return None
 
     def unfused_loss(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Reference path of ``loss``: full logits, then ``F.cross_entropy`` (mean)."""

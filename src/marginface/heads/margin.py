@@ -13,7 +13,7 @@ from torch import Tensor
 
 from marginface import functional as MF
 from marginface.heads.base import Head
-from marginface.heads.fused import LogitSpec
+from marginface.heads.fused import BatchStats, LogitSpec
 from marginface.validation import check_margins, check_positive
 
 __all__ = ["MarginHead", "NormFace", "CosFace", "AMSoftmax", "ArcFace", "CombinedMargin"]
@@ -78,7 +78,7 @@ class MarginHead(Head):
             detach_margin=self.detach_margin,
         )
 
-    def _logit_spec(self) -> LogitSpec:
+    def logit_spec(self, stats: BatchStats | None = None) -> LogitSpec:
         return LogitSpec("margin", scale=self.scale, m1=self.m1, m2=self.m2, m3=self.m3,
                          detach_margin=self.detach_margin)
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from marginface.heads.base import Head
-from marginface.heads.fused import LogitSpec
+from marginface.heads.fused import BatchStats, LogitSpec
 
 __all__ = ["Softmax"]
 
@@ -19,6 +19,7 @@ class Softmax(Head):
     """
 
     bias: Tensor
+    class_tensors = ("weight", "bias")
 
     def __init__(
         self,
@@ -38,10 +39,10 @@ class Softmax(Head):
         if "bias" in self._parameters:  # not yet registered during Head.__init__
             nn.init.zeros_(self.bias)
 
-    def _logit_spec(self) -> LogitSpec:
+    def logit_spec(self, stats: BatchStats | None = None) -> LogitSpec:
         return LogitSpec("softmax")
 
-    def _fused_bias(self) -> Tensor | None:
+    def fused_bias(self) -> Tensor | None:
         return self.bias
 
     def _logits(self, embeddings: Tensor, labels: Tensor | None) -> Tensor:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from marginface import functional as MF
 from marginface.heads.base import Head
-from marginface.heads.fused import LogitSpec
+from marginface.heads.fused import BatchStats, LogitSpec
 from marginface.validation import check_non_negative, check_sphereface_m
 
 __all__ = ["SphereFace"]
@@ -72,7 +72,7 @@ class SphereFace(Head):
             lambda_min=self.lambda_min,
         )
 
-    def _training_step(self) -> None:
+    def advance_schedule(self) -> None:
         # Caffe: iter_ += 1 at the start of every Forward, then lambda from the new value.
         with torch.no_grad():
             self.iteration += 1
@@ -93,7 +93,7 @@ class SphereFace(Head):
             detach_margin=self.detach_margin,
         )
 
-    def _logit_spec(self) -> LogitSpec:
+    def logit_spec(self, stats: BatchStats | None = None) -> LogitSpec:
         return LogitSpec("sphereface", m=self.m, lambda_=self.current_lambda(),
                          detach_margin=self.detach_margin)
 
@@ -101,7 +101,7 @@ class SphereFace(Head):
         """The target logit at the current lambda as a function of ``cos(theta_y)``."""
         lam = self.current_lambda()
         psi = MF.margin_target(cos, float(self.m), detach_margin=self.detach_margin)
-        return norm * (lam * cos.to(psi.dtype) + psi) / (1.0 + lam)
+        return norm * MF.sphereface_target(cos.to(psi.dtype), psi, lam)
 
     def extra_repr(self) -> str:
         return (

@@ -1,14 +1,13 @@
 """From config sections to objects: backbone, head, training data and verification pair sets.
 
 The trainer's only seam to the rest of marginface: backbones come from
-``marginface.models.create_model``, heads from ``marginface.heads``, image folders / ``.rec`` files
-and pair sets from ``marginface.data``, the synthetic default from
+``marginface.models.create_model``, heads from the ``marginface.heads`` registry, image folders /
+``.rec`` files and pair sets from ``marginface.data``, the synthetic default from
 ``marginface.train.synthetic``. Every bad value is a ``ValueError`` naming the config key.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,6 @@ from marginface.train.config import DataConfig, EvalConfig, HeadConfig, ModelCon
 from marginface.train.synthetic import SyntheticFaces, synthetic_pairs
 
 __all__ = [
-    "HEAD_CLASSES",
     "PairImages",
     "build_model",
     "model_embedding_dim",
@@ -31,16 +29,6 @@ __all__ = [
     "check_train_dataset",
     "build_pair_sets",
 ]
-
-HEAD_CLASSES = {
-    "softmax": "Softmax",
-    "normface": "NormFace",
-    "cosface": "CosFace",
-    "arcface": "ArcFace",
-    "combined": "CombinedMargin",
-    "sphereface": "SphereFace",
-}
-
 
 def build_model(config: ModelConfig) -> nn.Module:
     from marginface.models import create_model
@@ -65,25 +53,22 @@ def model_embedding_dim(model: nn.Module, input_size: tuple[int, int]) -> int:
 
 
 def build_head(config: HeadConfig, embedding_dim: int, num_classes: int) -> nn.Module:
-    import marginface.heads as heads
+    from marginface.heads.registry import create_head, head_options
 
-    cls = getattr(heads, HEAD_CLASSES[config.name])
     kwargs: dict[str, Any] = dict(config.options)
     if config.scale is not None:
         kwargs["scale"] = config.scale
     if config.margin is not None:
         kwargs["margin"] = config.margin
-    accepted = inspect.signature(cls).parameters
+    accepted = head_options(config.name)
     for key in kwargs:
-        if key not in accepted:
+        if accepted is not None and key not in accepted:
             where = key if key in ("scale", "margin") else f"options.{key}"
             raise ValueError(
-                f"head.{where}: {config.name} does not take {key!r} "
-                f"(it takes {[p for p in accepted if p not in ('embedding_dim', 'num_classes')]})"
-            )
+                f"head.{where}: {config.name} does not take {key!r} (it takes {accepted})")
     if "matmul_dtype" in kwargs and isinstance(kwargs["matmul_dtype"], str):
         kwargs["matmul_dtype"] = getattr(torch, kwargs["matmul_dtype"])
-    return cls(embedding_dim, num_classes, **kwargs)
+    return create_head(config.name, embedding_dim, num_classes, **kwargs)
 
 
 def build_train_dataset(config: DataConfig, input_size: tuple[int, int], seed: int) -> Dataset:

@@ -57,6 +57,7 @@ def build_classifier(head: nn.Module, ctx: DistContext, *, sample_rate: float = 
     in one process when Partial FC sampling (``sample_rate < 1``) is asked for."""
     if not ctx.distributed and sample_rate == 1.0:
         return LocalClassifier(head)
-    from marginface.train.sharded import ShardedClassifierAdapter
+    from marginface.train.sharded_classifier import ShardedClassifier
 
-    return ShardedClassifierAdapter(head, ctx, sample_rate=sample_rate)
+    return ShardedClassifier(head, rank=ctx.rank, world_size=ctx.world_size,
+                             sample_rate=sample_rate)

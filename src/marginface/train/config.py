@@ -48,14 +48,21 @@ class ModelConfig:
 
 @dataclass
 class HeadConfig:
-    """A head of ``marginface.heads``; ``options`` are extra constructor keywords (m1, m2, ...)."""
+    """A head of ``marginface.heads``; ``options`` are extra constructor keywords (m1, m2, ...).
 
-    name: Literal["softmax", "normface", "cosface", "arcface", "combined", "sphereface"] = (
-        "cosface"
-    )
+    ``name`` is a name of the heads registry (``marginface.heads.list_heads()``).
+    """
+
+    name: str = "cosface"
     scale: float | None = None
     margin: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from marginface.heads.registry import list_heads
+
+        if self.name not in list_heads():
+            raise ValueError(f"head.name: expected one of {list_heads()}, got {self.name!r}")
 
 
 @dataclass

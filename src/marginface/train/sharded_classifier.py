@@ -1,58 +1,40 @@
-"""The classifier sharded by class over ranks (model parallel), with optional Partial FC sampling.
+"""A head sharded by class over ranks (model parallel), with optional Partial FC sampling.
 
-Each rank holds a contiguous block of class rows: ``num_local = C // W + (rank < C % W)`` rows
-starting at ``class_start`` (SPEC section 4; An et al., "Partial FC", ICCV 2021). Every step
-all-gathers the embeddings (autograd-aware: the backward sums the ranks' partial gradients and
-hands each rank its own rows) and the labels, then runs the fused blockwise cross-entropy
-(``marginface.heads.fused``) over the local classes with a distributed logsumexp: all-reduce MAX of
-the local logsumexps, all-reduce SUM of ``exp(lse_local - max)``, and the target logit all-reduced
-from the rank that owns the class. The loss is the mean over the global batch on every rank.
+An et al., "Partial FC", ICCV 2021; docs/large-class.md. The classifier takes a head (any
+``marginface.heads.Head``, a user's subclass included) and keeps this rank's contiguous block of
+its per-class rows (``head.class_tensors``: the weight, Softmax's bias):
+``num_local = C // W + (rank < C % W)`` rows starting at ``class_start``. Everything else of the
+head (SphereFace's ``iteration``, moving state) stays whole on every rank, and every step asks
+the head for its ``LogitSpec`` exactly as ``head.loss`` does: embeddings and labels are
+all-gathered (autograd-aware: the backward sums the ranks' partial gradients and hands each rank
+its own rows), then ``head.fused_loss`` runs the fused blockwise cross-entropy over the local
+classes with a distributed logsumexp. The loss is the mean over the global batch on every rank.
 
 Partial FC (``sample_rate < 1``, training mode only): each rank keeps every local class that is a
 label of the global batch and fills up to ``ceil(sample_rate * num_local)`` classes with negatives
 drawn uniformly without replacement (torch's global RNG); only those rows get a gradient.
 
 Gradient scale under DDP: each rank's embeddings receive the full gradient of the global mean loss
-for its rows; DDP then averages the backbone gradients over ranks, i.e. the backbone sees 1/W of
-the global-loss gradient (as in insightface's Partial FC). Scale the loss or the LR if wanted.
+for its rows; the trainer sums (not averages) the backbone gradients over ranks. Checkpoints hold
+the classifier whole (``full_state_dict``, gathered) and are independent of the number of ranks.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from marginface.functional import sphereface_lambda
-from marginface.heads.blocking import choose_block_size
-from marginface.heads.fused import (
-    FUSED_MATMUL_DTYPES,
-    LogitSpec,
-    _FusedCrossEntropy,
-)
-from marginface.validation import (
-    check_embeddings,
-    check_labels,
-    check_margins,
-    check_positive,
-    check_sphereface,
-)
+from marginface.heads.base import Head
+from marginface.heads.registry import create_head
+from marginface.validation import check_embeddings, check_labels
 
 __all__ = ["ShardedClassifier", "shard_range", "all_gather_with_grad"]
-
-HEAD_DEFAULTS: dict[str, dict] = {
-    "softmax": {},
-    "normface": {"scale": 16.0},
-    "cosface": {"scale": 64.0, "margin": 0.35},
-    "amsoftmax": {"scale": 64.0, "margin": 0.35},
-    "arcface": {"scale": 64.0, "margin": 0.5},
-    "combined": {"scale": 64.0, "m1": 1.0, "m2": 0.3, "m3": 0.2},
-    "sphereface": {"m": 4, "base": 1000.0, "gamma": 0.12, "power": 1.0, "lambda_min": 5.0,
-                   "iteration": 0},
-}
 
 
 def shard_range(num_classes: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -81,87 +63,70 @@ class _AllGather(torch.autograd.Function):
         return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows], None
 
 
-def all_gather_with_grad(x: Tensor, group=None) -> Tensor:
+def all_gather_with_grad(x: Tensor, group: dist.ProcessGroup | None = None) -> Tensor:
     """Concatenate every rank's ``x`` (same shape on all ranks); gradients flow back per rank."""
     return _AllGather.apply(x, group or dist.group.WORLD)
 
 
-class ShardedClassifier(nn.Module):
-    """This rank's block of the (num_classes, embedding_dim) classifier and the distributed loss.
+def _check_rank(rank: int, world_size: int, sample_rate: float) -> None:
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an integer in [0, world_size={world_size}), got {rank!r}")
+    if not (isinstance(sample_rate, (int, float)) and 0.0 < sample_rate <= 1.0):
+        raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
 
-    ``head`` is a name (softmax, normface, cosface, amsoftmax, arcface, combined, sphereface) or a
-    mapping with a ``name`` key and the head's keyword arguments; ``head_kwargs`` override them
-    (scale, margin, m1, m2, m3, detach_margin; SphereFace m, base, gamma, power, lambda_min,
-    iteration). Without an initialised process group (or with world_size 1) it is the
-    single-process fused loss.
+
+class ShardedClassifier(nn.Module):
+    """This rank's shard of ``head`` and the distributed loss over the global batch.
+
+    ``head`` is a head module, or (older form) a registry name or a mapping with a ``name`` key
+    and the head's keyword arguments, built with ``embedding_dim``, ``num_classes`` and
+    ``head_kwargs``. Without an initialised process group (or with world_size 1) it is the
+    single-process fused loss (with Partial FC sampling if asked for).
     """
 
-    iteration: Tensor
-
-    def __init__(self, head: str | Mapping, embedding_dim: int, num_classes: int, *, rank: int,
-                 world_size: int, sample_rate: float = 1.0, block_size: int | None = None,
-                 matmul_dtype: torch.dtype = torch.float32, process_group=None,
-                 **head_kwargs) -> None:
+    def __init__(self, head: Head | str | Mapping, embedding_dim: int | None = None,
+                 num_classes: int | None = None, *, rank: int, world_size: int,
+                 sample_rate: float = 1.0, process_group: dist.ProcessGroup | None = None,
+                 **head_kwargs: Any) -> None:
         super().__init__()
-        if isinstance(head, Mapping):
-            head_kwargs = {**{k: v for k, v in head.items() if k != "name"}, **head_kwargs}
-            head = head.get("name")
-        if head not in HEAD_DEFAULTS:
-            raise ValueError(f"head must be one of {sorted(HEAD_DEFAULTS)}, got {head!r}")
-        unknown = set(head_kwargs) - set(HEAD_DEFAULTS[head]) - (
-            set() if head == "softmax" else {"detach_margin"})
-        if unknown:
-            raise ValueError(f"unknown argument(s) for head {head!r}: {sorted(unknown)}")
-        for name, value in (("embedding_dim", embedding_dim), ("num_classes", num_classes),
-                            ("world_size", world_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ValueError(
-                f"rank must be an integer in [0, world_size={world_size}), got {rank!r}")
-        if not (isinstance(sample_rate, (int, float)) and 0.0 < sample_rate <= 1.0):
-            raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
-        if matmul_dtype not in FUSED_MATMUL_DTYPES:
-            raise ValueError(
-                f"matmul_dtype must be one of {FUSED_MATMUL_DTYPES}, got {matmul_dtype!r}")
-        if block_size is not None:
-            choose_block_size(1, 1, 1, block_size)  # validates
-        self.head_name = head
-        self.options = {**HEAD_DEFAULTS[head], **head_kwargs}
-        self.embedding_dim, self.num_classes = embedding_dim, num_classes
+        if not isinstance(head, Head):
+            if isinstance(head, Mapping):
+                head_kwargs = {**{k: v for k, v in head.items() if k != "name"}, **head_kwargs}
+                head = head.get("name")
+            head = create_head(head, embedding_dim, num_classes, **head_kwargs)
+        elif head_kwargs or (embedding_dim, num_classes) not in (
+                (None, None), (head.embedding_dim, head.num_classes)):
+            raise ValueError("a head module carries its own sizes and options: pass only rank, "
+                             "world_size, sample_rate and process_group with it")
+        _check_rank(rank, world_size, sample_rate)
+        self.embedding_dim, self.num_classes = head.embedding_dim, head.num_classes
         self.rank, self.world_size = rank, world_size
-        self.class_start, self.num_local = shard_range(num_classes, rank, world_size)
-        self.sample_rate, self.block_size, self.matmul_dtype = sample_rate, block_size, matmul_dtype
-        self.process_group = process_group
-        self._spec()  # validates the head's numbers now, not at the first step
-        self.weight = nn.Parameter(torch.empty(self.num_local, embedding_dim).normal_(std=0.01))
-        self.bias = nn.Parameter(torch.zeros(self.num_local)) if head == "softmax" else None
-        if head == "sphereface":
-            self.register_buffer("iteration", torch.tensor(int(self.options["iteration"])))
+        self.class_start, self.num_local = shard_range(self.num_classes, rank, world_size)
+        self.sample_rate, self.process_group = sample_rate, process_group
+        self.head = self._local_copy(head)
 
-    # ------------------------------------------------------------------ head maths
-    def current_lambda(self) -> float:
-        o = self.options
-        return sphereface_lambda(int(self.iteration), base=o["base"], gamma=o["gamma"],
-                                 power=o["power"], lambda_min=o["lambda_min"])
+    def _local_copy(self, head: Head) -> Head:
+        """``head`` with its per-class tensors cut to this rank's rows (never copied whole)."""
+        rows = slice(self.class_start, self.class_start + self.num_local)
+        memo: dict[int, Any] = {}
+        for name in head.class_tensors:
+            full = getattr(head, name)
+            part = full.detach()[rows].clone()
+            memo[id(full)] = nn.Parameter(part, full.requires_grad) if isinstance(
+                full, nn.Parameter) else part
+        return copy.deepcopy(head, memo)
 
-    def _spec(self) -> LogitSpec:
-        o, name = self.options, self.head_name
-        detach = bool(o.get("detach_margin", False))
-        if name == "softmax":
-            return LogitSpec("softmax")
-        if name == "sphereface":
-            lam = self.current_lambda() if hasattr(self, "iteration") else 0.0
-            check_sphereface(o["m"], lam)
-            return LogitSpec("sphereface", m=o["m"], lambda_=lam, detach_margin=detach)
-        m1, m2, m3 = o.get("m1", 1.0), o.get("m2", 0.0), o.get("m3", 0.0)
-        if name in ("cosface", "amsoftmax"):
-            m3 = o["margin"]
-        elif name == "arcface":
-            m2 = o["margin"]
-        m1, m2, m3 = check_margins(m1, m2, m3)
-        return LogitSpec("margin", scale=check_positive("scale", o["scale"]), m1=m1, m2=m2,
-                         m3=m3, detach_margin=detach)
+    @property
+    def weight(self) -> Tensor:
+        """This rank's rows of the head's weight."""
+        return self.head.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        """This rank's rows of the head's bias (Softmax), else None."""
+        return self.head.fused_bias()
 
     def _group(self):
         if self.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
@@ -183,43 +148,51 @@ class ShardedClassifier(nn.Module):
         remap[index] = torch.arange(index.numel(), device=local.device)
         return index, torch.where(owned, remap[local.clamp(0, self.num_local - 1)], -1)
 
+    def _gather_batch(self, local_embeddings: Tensor, labels: Tensor, group):
+        sizes = [torch.zeros(1, dtype=torch.long) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(sizes, torch.tensor([labels.shape[0]]), group=group)
+        if len({int(s) for s in sizes}) != 1:
+            raise ValueError(f"every rank needs the same local batch size, got "
+                             f"{[int(s) for s in sizes]}")
+        parts = [torch.empty_like(labels) for _ in sizes]
+        dist.all_gather(parts, labels.contiguous(), group=group)
+        return all_gather_with_grad(local_embeddings, group), torch.cat(parts)
+
     def loss(self, local_embeddings: Tensor, local_labels: Tensor) -> Tensor:
-        """Mean margin cross-entropy over the global batch (the same value on every rank)."""
+        """Mean loss over the global batch (the same value on every rank)."""
         check_embeddings(local_embeddings, self.embedding_dim, "local_embeddings")
         check_labels(local_labels, self.num_classes, local_embeddings.shape[0])
         if local_embeddings.shape[0] == 0:
             raise ValueError("local_embeddings has 0 rows: every rank needs a batch")
         group = self._group()
         labels = local_labels.long()
+        embeddings = local_embeddings
         if group is not None:
-            sizes = [torch.zeros(1, dtype=torch.long) for _ in range(dist.get_world_size(group))]
-            dist.all_gather(sizes, torch.tensor([labels.shape[0]]), group=group)
-            if len({int(s) for s in sizes}) != 1:
-                raise ValueError(f"every rank needs the same local batch size, got "
-                                 f"{[int(s) for s in sizes]}")
-            embeddings = all_gather_with_grad(local_embeddings, group)
-            parts = [torch.empty_like(labels) for _ in sizes]
-            dist.all_gather(parts, labels.contiguous(), group=group)
-            labels = torch.cat(parts)
-        else:
-            embeddings = local_embeddings
-        if self.training and self.head_name == "sphereface":
-            with torch.no_grad():
-                self.iteration += 1  # as the heads: advance, then lambda from the new value
+            embeddings, labels = self._gather_batch(local_embeddings, labels, group)
+        head = self.head
+        if self.training:
+            head.advance_schedule()
         local = labels - self.class_start
         local = torch.where((local >= 0) & (local < self.num_local), local, -1)
         index, local = self._sample(local)
-        weight, bias = self.weight, self.bias
+        weight, bias = head.weight, head.fused_bias()
         if index is not None:
             weight = weight[index]
             bias = None if bias is None else bias[index]
-        block = choose_block_size(embeddings.shape[0], weight.shape[0], self.embedding_dim,
-                                  self.block_size)
-        return _FusedCrossEntropy.apply(embeddings, weight, bias, local, self._spec(), block,
-                                        self.matmul_dtype, group)
+        loss = head.fused_loss(embeddings, weight, local, labels, bias=bias, process_group=group)
+        extra = head.extra_loss(local_embeddings, local_labels)
+        if extra is None:
+            return loss
+        # The global mean with this rank's rows differentiable, the other ranks' as a constant.
+        part = extra.sum()
+        total = part.detach().clone()
+        if group is not None:
+            dist.all_reduce(total, group=group)
+        return loss + (part + (total - part.detach())) / embeddings.shape[0]
 
     # ------------------------------------------------------------------ whole-classifier I/O
-    def _gather_rows(self, t: Tensor) -> Tensor:
+    def gather_rows(self, t: Tensor) -> Tensor:
+        """The whole (num_classes, ...) tensor from every rank's rows of ``t`` (a collective)."""
         group = self._group()
         if group is None:
             return t.detach().clone()
@@ -232,37 +205,83 @@ class ShardedClassifier(nn.Module):
                           for r, p in enumerate(parts)])
 
     def full_state_dict(self) -> dict[str, Tensor]:
-        """The whole classifier, gathered on every rank: ``weight`` (C, D), ``bias``, ``iteration``.
+        """The whole head's ``state_dict`` on CPU, per-class rows gathered (a collective).
 
-        A collective: every rank must call it.
+        The same keys and shapes as the unsharded head's, whatever the number of ranks.
         """
-        state = {"weight": self._gather_rows(self.weight)}
-        if self.bias is not None:
-            state["bias"] = self._gather_rows(self.bias)
-        if self.head_name == "sphereface":
-            state["iteration"] = self.iteration.detach().clone()
+        state = {}
+        for key, value in self.head.state_dict().items():
+            value = self.gather_rows(value) if key in self.head.class_tensors else value
+            state[key] = value.detach().cpu().clone()
         return state
 
     def load_full_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        """Take this rank's rows of a whole classifier (saved with any number of ranks)."""
-        weight = state.get("weight")
-        if not isinstance(weight, Tensor) or tuple(weight.shape) != (self.num_classes,
-                                                                      self.embedding_dim):
-            got = tuple(weight.shape) if isinstance(weight, Tensor) else weight
-            raise ValueError(f"state['weight'] must have shape ({self.num_classes}, "
-                             f"{self.embedding_dim}), got {got}")
+        """Take this rank's rows of a whole head's state (saved with any number of ranks).
+
+        Per-class tensors are required; other entries (SphereFace's ``iteration``) are loaded
+        when present.
+        """
         rows = slice(self.class_start, self.class_start + self.num_local)
+        own = self.head.state_dict()
         with torch.no_grad():
-            self.weight.copy_(weight[rows])
-            if self.bias is not None:
-                if "bias" not in state or tuple(state["bias"].shape) != (self.num_classes,):
-                    raise ValueError(f"state['bias'] must have shape ({self.num_classes},)")
-                self.bias.copy_(state["bias"][rows])
-            if self.head_name == "sphereface" and "iteration" in state:
-                self.iteration.copy_(state["iteration"])
+            for key, mine in own.items():
+                value = state.get(key)
+                if key in self.head.class_tensors:
+                    want = (self.num_classes, *mine.shape[1:])
+                    if not isinstance(value, Tensor) or tuple(value.shape) != want:
+                        got = tuple(value.shape) if isinstance(value, Tensor) else value
+                        raise ValueError(f"state[{key!r}] must have shape {want}, got {got}")
+                    mine.copy_(value[rows])
+                elif isinstance(value, Tensor):
+                    mine.copy_(value)
+
+    def full_optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """The optimizer's state dict with every per-row tensor gathered whole (a collective)."""
+        state = copy.copy(optimizer.state_dict())
+        state["state"] = {
+            key: {name: (self.gather_rows(value).cpu() if self._is_rows(value, self.num_local)
+                         else value) for name, value in entry.items()}
+            for key, entry in state["state"].items()
+        }
+        return state
+
+    def load_full_optimizer_state(self, optimizer: torch.optim.Optimizer,
+                                  state: dict[str, Any]) -> None:
+        """Load a whole optimizer state (``full_optimizer_state``), keeping this rank's rows."""
+        rows = slice(self.class_start, self.class_start + self.num_local)
+        local = copy.copy(state)
+        local["state"] = {
+            key: {name: (value[rows].clone() if self._is_rows(value, self.num_classes)
+                         else value) for name, value in entry.items()}
+            for key, entry in state["state"].items()
+        }
+        optimizer.load_state_dict(local)
+
+    @staticmethod
+    def _is_rows(value: Any, rows: int) -> bool:
+        return isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == rows
+
+    def clip_grad_norm(self, backbone_params: list[nn.Parameter], max_norm: float) -> float:
+        """Clip by the global norm: backbone (replicated) plus all ranks' shards; returns it."""
+        grads_b = [p.grad for p in backbone_params if p.grad is not None]
+        grads_h = [p.grad for p in self.parameters() if p.grad is not None]
+        square = torch.zeros((), device=self.weight.device)
+        for g in grads_h:
+            square = square + g.detach().float().pow(2).sum()
+        group = self._group()
+        if group is not None:
+            dist.all_reduce(square, group=group)
+        for g in grads_b:  # identical on every rank after DDP's all-reduce
+            square = square + g.detach().float().pow(2).sum()
+        total = float(square.sqrt())
+        coef = max_norm / (total + 1e-6)
+        if coef < 1.0:
+            for g in grads_b + grads_h:
+                g.mul_(coef)
+        return total
 
     def extra_repr(self) -> str:
-        return (f"head={self.head_name}, embedding_dim={self.embedding_dim}, "
-                f"num_classes={self.num_classes}, rank={self.rank}/{self.world_size}, "
+        return (f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}, "
+                f"rank={self.rank}/{self.world_size}, "
                 f"rows=[{self.class_start}, {self.class_start + self.num_local}), "
                 f"sample_rate={self.sample_rate}")

@@ -31,7 +31,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from marginface.caffe.fillers import fill
 from marginface.caffe.margin_layers._common import check_finite, check_tops, label_vector
-from marginface.functional import sphereface_lambda
+from marginface.functional import sphereface_lambda, sphereface_target
 
 __all__ = ["MarginInnerProduct", "MARGIN_TYPES", "sphereface_psi_chebyshev"]
 
@@ -154,7 +154,8 @@ class MarginInnerProduct(LazyModuleMixin, nn.Module):
             index = labels.unsqueeze(1)
             cos_y = xw.gather(1, index) / x_norm.clamp_min(torch.finfo(x.dtype).tiny)
             psi = sphereface_psi_chebyshev(cos_y, self.m)
-            out = (xw.scatter(1, index, x_norm * psi) + lam * xw) / (1.0 + lam)
+            # (lambda*xw + z)/(1 + lambda), z = |x| psi at the target and xw elsewhere
+            out = sphereface_target(xw, xw.scatter(1, index, x_norm * psi), lam)
         if self.num_tops == 2:
             return out, torch.full((1,), lam, dtype=x.dtype, device=x.device)
         return out

@@ -6,7 +6,7 @@ import pytest
 import torch
 from heads_cases import single_thread  # noqa: F401  (autouse fixture)
 
-from marginface.heads.matmul import precision_linear
+from marginface.heads.precision_matmul import precision_linear
 
 
 @pytest.mark.parametrize("grad_scale", [1e-9, 1.0, 1e6])
@@ -40,3 +40,17 @@ def test_bias_is_added_in_the_output_dtype_and_autocast_is_ignored():
     out64 = precision_linear(x.double(), w.double(), b.double(), torch.float16)
     assert out64.dtype == torch.float64  # float64 inputs keep float64 whatever matmul_dtype says
     torch.testing.assert_close(out64, (x @ w.T + b).double(), rtol=1e-6, atol=1e-6)
+
+
+def test_one_table_of_matmul_dtypes_for_heads_and_fused_loss():
+    from marginface import heads
+    from marginface.heads import fused, matmul, precision_matmul
+
+    assert heads.MATMUL_DTYPES is precision_matmul.MATMUL_DTYPES is matmul.MATMUL_DTYPES
+    assert matmul.precision_linear is precision_matmul.precision_linear  # the old path works
+    x, w, y = torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, 1, 2])
+    for build in (lambda: heads.ArcFace(4, 5, matmul_dtype=torch.int8),
+                  lambda: fused.fused_margin_cross_entropy(x, w, y, scale=8.0,
+                                                           matmul_dtype=torch.int8)):
+        with pytest.raises(ValueError, match=r"matmul_dtype must be one of .*torch.int8"):
+            build()

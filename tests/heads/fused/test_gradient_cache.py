@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from marginface.heads import ArcFace
-from marginface.heads import gradient_cache as gc
+from marginface.heads.fused import gradient_cache as gc
 
 
 def test_reused_after_drop_fresh_while_held(monkeypatch):

@@ -1,7 +1,7 @@
 """Fused margin-softmax cross-entropy: the loss without ever holding the (batch, classes) logits.
 
-``loss = mean_i [ logsumexp_j z_ij - z_iy ]`` with the margin logits of every head
-(SPEC section 3; Deng et al., "ArcFace", CVPR 2019, eq. 4; Liu et al., "SphereFace", CVPR 2017):
+``loss = mean_i [ logsumexp_j z_ij - z_iy ]`` with the logits a ``LogitSpec`` describes
+(docs/heads.md; Deng et al., "ArcFace", CVPR 2019, eq. 4; Liu et al., "SphereFace", CVPR 2017):
 
 - margin heads (NormFace, CosFace, ArcFace, combined): ``z_ij = s cos(theta_ij)``,
   ``z_iy = s (psi(m1 theta_iy + m2) - m3)``;
@@ -10,12 +10,15 @@
 - Softmax: ``z_ij = <x_i, W_j> + b_j``.
 
 How. A custom autograd function makes two passes over the classes in blocks
-(``marginface.heads.blocking``): the forward pass keeps a running logsumexp per row, the backward
-pass recomputes each block's logits, turns them into ``|g| (softmax - onehot)`` with one exp and
-accumulates the gradients of the embeddings and writes those of the weight block (through the row
-normalisation). Memory beyond the weight and its gradient: O(batch x block) plus the class norms.
-The target entries use ``functional.margin_target_and_grad`` on cosines computed from the gathered
-target rows (full precision, also in bfloat16 mode).
+(``marginface.heads.fused.blocks``): the forward pass keeps a running logsumexp per row, the
+backward pass recomputes each block's logits, turns them into ``|g| (softmax - onehot)`` with one
+exp and accumulates the gradients of the embeddings and writes those of the weight block (through
+the row normalisation). Memory beyond the weight and its gradient: O(batch x block) plus the
+class norms.
+The target entries use ``LogitSpec.target_terms`` on cosines computed from the gathered target
+rows (full precision, also in bfloat16 mode). With a process group (``process_group``) the weight
+is one rank's block of classes and the logsumexp and target logits are all-reduced: the
+class-sharded loss of ``marginface.train.sharded_classifier``.
 
 ``matmul_dtype=torch.bfloat16`` (or float16) runs the three products in that dtype; products
 are accumulated in float32 inside the GEMM and rounded once to bfloat16 (CPU torch has no
@@ -25,15 +28,17 @@ bf16-in/fp32-out GEMM), everything after that (logsumexp, softmax, margin) in fl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from marginface.functional import margin_target_and_grad
-from marginface.heads.blocking import backward_blocks, choose_block_size, forward_lse
-from marginface.heads.gradient_cache import reusable_gradient
+from marginface.heads.fused.blocks import backward_blocks, choose_block_size, forward_lse
+from marginface.heads.fused.gradient_cache import reusable_gradient
+from marginface.heads.fused.negatives import NegativeBlocks
+from marginface.heads.fused.spec import EPS as _EPS
+from marginface.heads.fused.spec import LogitSpec
+from marginface.heads.precision_matmul import check_matmul_dtype
 from marginface.validation import (
     check_embeddings,
     check_labels,
@@ -43,43 +48,11 @@ from marginface.validation import (
 )
 
 __all__ = [
-    "LogitSpec",
     "fused_cross_entropy",
     "fused_margin_cross_entropy",
     "fused_sphereface_cross_entropy",
     "fused_softmax_cross_entropy",
 ]
-
-FUSED_MATMUL_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
-_EPS = 1e-12  # F.normalize's eps, so the fused path normalises exactly like the heads
-
-
-@dataclass(frozen=True)
-class LogitSpec:
-    """Which logits: ``kind`` is "margin", "sphereface" or "softmax"."""
-
-    kind: str
-    scale: float = 1.0
-    m1: float = 1.0
-    m2: float = 0.0
-    m3: float = 0.0
-    m: int = 4
-    lambda_: float = 0.0
-    detach_margin: bool = False
-
-    def target(self, cos: Tensor) -> tuple[Tensor, Tensor]:
-        """Unscaled target ``t(cos)`` and ``dt/dcos`` (1 under ``detach_margin``)."""
-        if self.kind == "margin":
-            value, grad = margin_target_and_grad(cos, self.m1, self.m2, self.m3)
-        else:
-            value, grad = margin_target_and_grad(cos, float(self.m))
-            lam = self.lambda_
-            value = (lam * cos + value) / (1.0 + lam)
-            grad = (lam + grad) / (1.0 + lam)
-        if self.detach_margin:
-            grad = torch.ones_like(grad)
-        return value, grad
-
 
 def _prepare(spec: LogitSpec, x: Tensor, mm_dtype: torch.dtype):
     """``xm`` (the GEMM's left operand), the unit rows and the norms of ``x``."""
@@ -125,20 +98,24 @@ class _FusedCrossEntropy(torch.autograd.Function):
         # Target logits from the gathered target rows (B x D work, full precision).
         wy = w[local_labels[owned]]
         tgt_logit = torch.zeros(x.shape[0], dtype=cd, device=x.device)
-        tgt_cos = tgt_t = tgt_dt = None
+        tgt_cos = tgt_t = tgt_dt = tgt_dn = None
         if spec.kind == "softmax":
             z = (x[owned] * wy).sum(1)
             tgt_logit[owned] = z if b is None else z + b[local_labels[owned]]
         else:
             tgt_cos = (unit[owned] * wy).sum(1) * inv_norm[local_labels[owned]]
-            tgt_t, tgt_dt = spec.target(tgt_cos)
+            tgt_t, tgt_dt, tgt_dn = spec.target_terms(tgt_cos, norm[owned], owned)
             factor = spec.scale if spec.kind == "margin" else norm[owned]
             tgt_logit[owned] = factor * tgt_t
+        negatives = None
+        if spec.negatives is not None:
+            negatives = NegativeBlocks(spec.negatives.fn, spec.negatives.params, spec.scale, cd)
         shift = None
-        if spec.kind == "margin":
+        if spec.kind == "margin" and negatives is None and spec.target_fn is None:
             # Every logit is at most s (|cos| <= 1, psi - m3 <= 1): a fixed, safe shift.
             shift = torch.full((x.shape[0],), spec.scale, dtype=cd, device=x.device)
-        lse = forward_lse(xm, w, b, inv_norm, local_labels, tgt_logit, block, shift, cd)
+        lse = forward_lse(xm, w, b, inv_norm, local_labels, tgt_logit, block, shift, cd,
+                          negatives)
         if group is not None:
             gmax = lse.clone()
             dist.all_reduce(gmax, op=dist.ReduceOp.MAX, group=group)
@@ -149,8 +126,9 @@ class _FusedCrossEntropy(torch.autograd.Function):
             dist.all_reduce(tgt_logit, group=group)
         loss = (lse - tgt_logit).mean()
         ctx.save_for_backward(embeddings, weight, bias, local_labels, inv_norm, lse, tgt_logit,
-                              owned, tgt_cos, tgt_t, tgt_dt)
+                              owned, tgt_cos, tgt_t, tgt_dt, tgt_dn)
         ctx.spec, ctx.block, ctx.mmd, ctx.cd = spec, block, mmd, cd
+        ctx.negatives = negatives
         return loss.to(embeddings.dtype if embeddings.dtype == torch.float64 else cd)
 
     @staticmethod
@@ -161,7 +139,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def _backward(ctx, grad_out):
         (embeddings, weight, bias, local_labels, inv_norm, lse, tgt_logit, owned, tgt_cos,
-         tgt_t, tgt_dt) = ctx.saved_tensors
+         tgt_t, tgt_dt, tgt_dn) = ctx.saved_tensors
         spec, cd = ctx.spec, ctx.cd
         batch = embeddings.shape[0]
         g = float(grad_out) / batch
@@ -186,15 +164,20 @@ class _FusedCrossEntropy(torch.autograd.Function):
             tgt_grad[owned] = g_y if spec.kind == "softmax" else g_y * tgt_dt
             shift = lse - math.log(mag)
             grad_xm = backward_blocks(xm, w, b, inv_norm, local_labels, tgt_grad, ctx.block,
-                                      shift, cd, grad_w, grad_b)
+                                      shift, cd, grad_w, grad_b, ctx.negatives)
             if spec.kind == "margin":
                 gu = grad_xm * spec.scale  # d/d unit
                 radial = (gu * unit).sum(1, keepdim=True)
                 grad_x = (gu - unit * radial) / norm.clamp_min(_EPS).unsqueeze(1)
+                if tgt_dn is not None:  # z_iy = s t(c, |x|): d|x|/dx = x_hat
+                    grad_x[owned] += (g_y * spec.scale * tgt_dn).unsqueeze(1) * unit[owned]
             elif spec.kind == "sphereface":
                 # z_iy = |x| t(c): the block pass gave dt/dc * w_hat; add (t - c dt/dc) x_hat.
                 grad_x = grad_xm
-                grad_x[owned] += (g_y * (tgt_t - tgt_cos * tgt_dt)).unsqueeze(1) * unit[owned]
+                coef = tgt_t - tgt_cos * tgt_dt
+                if tgt_dn is not None:
+                    coef = coef + norm[owned] * tgt_dn
+                grad_x[owned] += (g_y * coef).unsqueeze(1) * unit[owned]
             else:
                 grad_x = grad_xm
             if sign < 0:
@@ -216,20 +199,24 @@ def _check_common(embeddings: Tensor, weight: Tensor, labels: Tensor,
     check_labels(labels, weight.shape[0], embeddings.shape[0])
     if embeddings.shape[0] == 0:
         raise ValueError("embeddings has 0 rows: the mean loss of an empty batch is undefined")
-    if matmul_dtype not in FUSED_MATMUL_DTYPES:
-        raise ValueError(
-            f"matmul_dtype must be one of {[str(d) for d in FUSED_MATMUL_DTYPES]}, "
-            f"got {matmul_dtype!r}"
-        )
+    check_matmul_dtype(matmul_dtype)
 
 
 def fused_cross_entropy(embeddings: Tensor, weight: Tensor, labels: Tensor, spec: LogitSpec, *,
                         bias: Tensor | None = None, block_size: int | None = None,
-                        matmul_dtype: torch.dtype = torch.float32) -> Tensor:
-    """Mean cross-entropy of the logits described by ``spec`` (checked by the callers)."""
+                        matmul_dtype: torch.dtype = torch.float32,
+                        process_group: dist.ProcessGroup | None = None) -> Tensor:
+    """Mean cross-entropy of the logits described by ``spec`` (inputs checked by the callers).
+
+    The one entry point of the fused loss: the heads' ``loss`` and the class-sharded classifier
+    both call it. With ``process_group`` the loss is distributed over the ranks of the group:
+    ``weight`` (and ``bias``) are this rank's classes, ``labels`` index them or are -1 where
+    another rank holds the class, and the result is the mean over the whole batch on every rank.
+    """
+    spec.check_supported()
     block = choose_block_size(embeddings.shape[0], weight.shape[0], weight.shape[1], block_size)
     return _FusedCrossEntropy.apply(embeddings, weight, bias, labels.long(), spec, block,
-                                    matmul_dtype, None)
+                                    matmul_dtype, process_group)
 
 
 def fused_margin_cross_entropy(embeddings: Tensor, weight: Tensor, labels: Tensor, *,

@@ -1,4 +1,4 @@
-"""The generated (torch.compile) tile kernels equal the eager ones, and fall back cleanly."""
+"""The generated (torch.compile) block kernels equal the eager ones, and fall back cleanly."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import warnings
 import pytest
 import torch
 
-from marginface.heads import tiles
-from marginface.heads.fused import fused_margin_cross_entropy, fused_softmax_cross_entropy
+from marginface.heads.fused import fused_margin_cross_entropy, fused_softmax_cross_entropy, kernels
 
 needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                                     reason="torch.compile on CPU needs a C++ compiler")
@@ -18,15 +17,15 @@ needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which
 
 @pytest.fixture
 def compiled(monkeypatch):
-    """Every tile goes through the generated kernels; a silent fallback fails the test."""
-    monkeypatch.setattr(tiles, "MIN_COMPILED_ELEMENTS", 0)
+    """Every block goes through the generated kernels; a silent fallback fails the test."""
+    monkeypatch.setattr(kernels, "MIN_COMPILED_ELEMENTS", 0)
     monkeypatch.setenv("MARGINFACE_COMPILE", "1")
-    monkeypatch.setitem(tiles._state, "failed", False)
+    monkeypatch.setitem(kernels._state, "failed", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
     assert not [w for w in caught if "marginface" in str(w.message)]
-    assert tiles.compiled_enabled()
+    assert kernels.compiled_enabled()
 
 
 def _eager(monkeypatch, fn, *args):
@@ -35,7 +34,7 @@ def _eager(monkeypatch, fn, *args):
         return fn(*args)
 
 
-def _tile(dtype, seed=0, batch=24, n=40):
+def _block(dtype, seed=0, batch=24, n=40):
     gen = torch.Generator().manual_seed(seed)
     r = (60.0 + 3.0 * torch.randn(batch, n, generator=gen)).to(dtype)
     r[3, 7] = -math.inf  # a masked target entry
@@ -47,16 +46,16 @@ def _tile(dtype, seed=0, batch=24, n=40):
 @needs_compiler
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_compiled_tiles_equal_eager(compiled, monkeypatch, dtype):
-    r, col, neg = _tile(dtype)
+def test_compiled_blocks_equal_eager(compiled, monkeypatch, dtype):
+    r, col, neg = _block(dtype)
     bias = torch.randn(r.shape[1])
-    got = tiles.exp_rowsum(r.clone(), col, neg)
-    want = _eager(monkeypatch, tiles.exp_rowsum, r.clone(), col, neg)
+    got = kernels.exp_rowsum(r.clone(), col, neg)
+    want = _eager(monkeypatch, kernels.exp_rowsum, r.clone(), col, neg)
     torch.testing.assert_close(got, want, rtol=2e-5, atol=0)
     for c, b in ((col, None), (None, bias), (col, bias)):
         out = torch.empty(r.shape, dtype=dtype)
-        got = tiles.grad_tile(r.clone(), c, b, neg, out).float()
-        want = _eager(monkeypatch, tiles.grad_tile, r.clone(), c, b, neg,
+        got = kernels.grad_block(r.clone(), c, b, neg, out).float()
+        want = _eager(monkeypatch, kernels.grad_block, r.clone(), c, b, neg,
                       torch.empty(r.shape, dtype=dtype)).float()
         assert got[3, 7] == 0 and want[3, 7] == 0
         torch.testing.assert_close(got, want, rtol=2e-5 if dtype == torch.float32 else 8e-3,
@@ -64,15 +63,15 @@ def test_compiled_tiles_equal_eager(compiled, monkeypatch, dtype):
     gw = torch.randn(40, 16).to(dtype)
     w, inv = torch.randn(40, 16), 0.5 + torch.rand(40)
     got, want = torch.empty(40, 16), torch.empty(40, 16)
-    tiles.finish_weight_grad(gw, w, inv, got)
-    _eager(monkeypatch, tiles.finish_weight_grad, gw, w, inv, want)
+    kernels.finish_weight_grad(gw, w, inv, got)
+    _eager(monkeypatch, kernels.finish_weight_grad, gw, w, inv, want)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 @needs_compiler
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_loss_with_compiled_tiles_equals_eager(compiled, monkeypatch, dtype):
+def test_fused_loss_with_compiled_blocks_equals_eager(compiled, monkeypatch, dtype):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(32, 16, generator=gen, requires_grad=True)
     w = torch.randn(300, 16, generator=gen, requires_grad=True)
@@ -96,27 +95,27 @@ def test_failed_compile_warns_once_and_stays_eager(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here")
 
-    monkeypatch.setattr(tiles, "MIN_COMPILED_ELEMENTS", 0)
+    monkeypatch.setattr(kernels, "MIN_COMPILED_ELEMENTS", 0)
     monkeypatch.setenv("MARGINFACE_COMPILE", "1")
-    monkeypatch.setattr(tiles, "_state", {"failed": False})
+    monkeypatch.setattr(kernels, "_state", {"failed": False})
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: broken)
-    r, col, neg = _tile(torch.float32)
-    want = _eager(monkeypatch, tiles.exp_rowsum, r.clone(), col, neg)
+    r, col, neg = _block(torch.float32)
+    want = _eager(monkeypatch, kernels.exp_rowsum, r.clone(), col, neg)
     with pytest.warns(UserWarning, match="no compiler here"):
-        got = tiles.exp_rowsum(r.clone(), col, neg)
+        got = kernels.exp_rowsum(r.clone(), col, neg)
     torch.testing.assert_close(got, want)
-    assert not tiles.compiled_enabled()
+    assert not kernels.compiled_enabled()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tiles.exp_rowsum(r.clone(), col, neg)
+        kernels.exp_rowsum(r.clone(), col, neg)
     assert not caught  # warned once only
 
 
-def test_small_or_float64_tiles_stay_eager(monkeypatch):
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: pytest.fail("compiled a small tile"))
-    monkeypatch.setattr(tiles, "_state", {"failed": False})
-    r, col, neg = _tile(torch.float32)
-    tiles.exp_rowsum(r, col, neg)
-    monkeypatch.setattr(tiles, "MIN_COMPILED_ELEMENTS", 0)
-    r, col, neg = _tile(torch.float64)
-    tiles.exp_rowsum(r, col, neg.double())
+def test_small_or_float64_blocks_stay_eager(monkeypatch):
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: pytest.fail("compiled a small block"))
+    monkeypatch.setattr(kernels, "_state", {"failed": False})
+    r, col, neg = _block(torch.float32)
+    kernels.exp_rowsum(r, col, neg)
+    monkeypatch.setattr(kernels, "MIN_COMPILED_ELEMENTS", 0)
+    r, col, neg = _block(torch.float64)
+    kernels.exp_rowsum(r, col, neg.double())

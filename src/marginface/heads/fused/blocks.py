@@ -1,13 +1,16 @@
 """Block-by-block passes over the classes for the fused margin cross-entropy.
 
+Vocabulary: a *block* is a contiguous run of classes (rows of the weight) and the (batch, block)
+working tensor of its logits; the fused loss, its kernels and the docs use no other word for it.
+
 Both passes see the logits only one block of ``block`` classes at a time, as a (batch, block)
 working tensor; nothing of size (batch, num_classes) is ever allocated. The logits of a block are
 ``l = xm @ W_hat_block^T (+ bias)``, where the caller has folded the per-row factor into ``xm``
 (``s * x/|x|`` for the margin heads, ``x`` itself for SphereFace and Softmax) and ``W_hat`` is the
 row-normalised block (``normalize=True``) or the raw block (Softmax). The target entries carry
 the margin target logits that the caller computed beforehand: they are masked to -inf in the
-block (so the elementwise kernels of ``heads.tiles`` give 0 there) and their terms added apart,
-or, on the running-max path, written into the block.
+block (so the elementwise kernels of ``heads.fused.kernels`` give 0 there) and their terms added
+apart, or, on the running-max path, written into the block.
 
 Block size rule (``choose_block_size``): the (batch, block) float32 working tensor should be about
 ``TARGET_WORKING_BYTES`` (16 MiB: big enough for the matrix products to run at full speed, small
@@ -24,8 +27,9 @@ import os
 import torch
 from torch import Tensor
 
-from marginface.heads import tiles
 from marginface.heads.fp16_scale import fp16_gradient_scale
+from marginface.heads.fused import kernels
+from marginface.heads.fused.negatives import NegativeBlocks
 
 __all__ = ["TARGET_WORKING_BYTES", "choose_block_size", "forward_lse", "backward_blocks"]
 
@@ -108,13 +112,14 @@ def _product(xm: Tensor, wb: Tensor, buf: Tensor, n: int) -> Tensor:
 
 def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tensor | None,
                 tgt_local: Tensor, tgt_logit: Tensor, block: int, shift: Tensor | None,
-                compute_dtype: torch.dtype) -> Tensor:
+                compute_dtype: torch.dtype, negatives: NegativeBlocks | None = None) -> Tensor:
     """Row-wise logsumexp over this weight's classes, one block at a time.
 
     ``shift`` (batch,) is an upper bound of every logit of its row (the margin heads: ``s``);
     with it each block costs one exp pass and no max. Rows whose sum then falls so low that its
     terms would be subnormal are recomputed with a running max. ``shift=None`` always uses the
-    running max (SphereFace, Softmax: their logits have no useful bound).
+    running max (SphereFace, Softmax: their logits have no useful bound). ``negatives`` (with
+    ``shift=None``) maps each block's non-target logits before the sum.
     """
     batch, dim = xm.shape
     num = weight.shape[0]
@@ -132,7 +137,7 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
             rows, cols = _block_targets(tgt_local, b0, b1)
             if rows.numel():
                 r[rows, cols] = -math.inf  # the target terms are added once, below
-            total += tiles.exp_rowsum(r, col, neg)
+            total += kernels.exp_rowsum(r, col, neg)
         owned = (tgt_local >= 0).nonzero().squeeze(1)
         total[owned] += torch.exp(tgt_logit[owned] - shift[owned])
         lse = shift + total.log()
@@ -150,6 +155,8 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
         wb, col = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
         addend = None if bias is None else bias[b0:b1].unsqueeze(0)
         lg = _logits_into(work[: batch * (b1 - b0)].view(batch, b1 - b0), xm, wb, col, addend)
+        if negatives is not None:
+            negatives.logits_(lg)
         rows, cols = _block_targets(tgt_local, b0, b1)
         if rows.numel():
             lg[rows, cols] = tgt_logit[rows]
@@ -163,13 +170,14 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
 def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tensor | None,
                     tgt_local: Tensor, tgt_grad: Tensor, block: int, shift: Tensor,
                     compute_dtype: torch.dtype, grad_weight: Tensor,
-                    grad_bias: Tensor | None) -> Tensor:
+                    grad_bias: Tensor | None, negatives: NegativeBlocks | None = None) -> Tensor:
     """Second pass: gradients of ``sum_i |g| * CE_i`` wrt ``xm`` (returned) and the weight.
 
     ``shift = lse - log|g|`` so that one exp gives ``|g| * p`` directly; ``tgt_grad`` (batch,)
     holds the finished gradient at each owned target entry (``|g|(p_y - 1) * dtarget/dcos``).
     ``grad_weight`` (and ``grad_bias``) are written block by block, through the row
     normalisation when ``inv_norm`` is given: ``dw = (g_hat - w_hat <w_hat, g_hat>) / |w|``.
+    ``negatives`` replaces the compiled gradient kernel by its own (changed non-target logits).
     """
     batch, dim = xm.shape
     num = weight.shape[0]
@@ -178,7 +186,9 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
         return grad_xm
     low = xm.dtype != compute_dtype
     fp16 = xm.dtype == torch.float16
-    exact_g = fp16 or grad_bias is not None  # g is needed in full precision first
+    # g is needed in full precision first
+    exact_g = fp16 or grad_bias is not None or negatives is not None
+    grad_fn = kernels.grad_block if negatives is None else negatives.grad_block
     prod = torch.empty(batch * block, dtype=xm.dtype, device=xm.device)
     work = torch.empty(batch * block, dtype=compute_dtype, device=xm.device) if (
         low and exact_g) else prod
@@ -194,8 +204,8 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
         if rows.numel():
             r[rows, cols] = -math.inf  # exp gives 0 there; the target gradient is set below
         # g = dL/dz (times 1/|w_j| when normalised: both products then use the raw rows)
-        g = tiles.grad_tile(r, col, None if bias is None else bias[b0:b1], neg,
-                            work[: batch * n].view(batch, n))
+        g = grad_fn(r, col, None if bias is None else bias[b0:b1], neg,
+                    work[: batch * n].view(batch, n))
         if rows.numel():
             tg = tgt_grad[rows] if col is None else tgt_grad[rows] * col[cols]
             g[rows, cols] = tg.to(g.dtype)
@@ -218,7 +228,7 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
             gw_raw = torch.mm(g.t(), xm, out=gw)
         if col is not None:
             # Through w_hat = w/|w|: dw = g_hat/|w| - w <w, g_hat/|w|> / |w|^2.
-            tiles.finish_weight_grad(gw_raw, weight[b0:b1], col, gw)
+            kernels.finish_weight_grad(gw_raw, weight[b0:b1], col, gw)
         elif gw_raw is not gw:
             gw.copy_(gw_raw)
     return grad_xm

@@ -19,13 +19,13 @@ from marginface.heads import (
     Softmax,
     SphereFace,
 )
-from marginface.heads import fused as fused_mod
-from marginface.heads.blocking import choose_block_size
 from marginface.heads.fused import (
     fused_margin_cross_entropy,
     fused_softmax_cross_entropy,
     fused_sphereface_cross_entropy,
 )
+from marginface.heads.fused import loss as fused_mod
+from marginface.heads.fused.blocks import choose_block_size
 
 # (m1, m2, m3): NormFace, CosFace, ArcFace, combined, SphereFace-style multiplicative, and one
 # whose m1*theta + m2 passes pi well inside [0, pi] (theta > (pi - 2)/2.5 ~ 0.46 rad).
