@@ -19,6 +19,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "embed",
     "verify",
+    "enroll",
+    "identify",
     "align",
     "pack",
     "export",
