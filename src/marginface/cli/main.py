@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "verify",
     "enroll",
     "identify",
+    "evaluate_identification",
     "align",
     "pack",
     "export",
