@@ -35,7 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fpir", type=float, default=0.01,
                         help="false positive identification rate for --report (default 0.01)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
-                        help="search precision")
+                        help="search precision (exact backend)")
+    parser.add_argument("--backend", default="exact",
+                        choices=["exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"],
+                        help="exact blocked search, or a FAISS index (needs faiss-cpu)")
     parser.add_argument("--landmarks", default=None, help="landmarks file (paths under PROBES)")
     parser.add_argument("-o", "--out", default=None, help="OUT.json or OUT.csv")
     add_embedding_options(parser, flip=False)  # the gallery's flip mode is used
@@ -53,6 +56,7 @@ def _run(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         threshold=threshold,
         dtype=args.dtype,
+        backend=args.backend,
         landmarks_file=args.landmarks,
         batch_size=args.batch_size,
         num_workers=args.workers,

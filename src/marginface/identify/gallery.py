@@ -138,10 +138,17 @@ class Gallery:
         return self.embeddings.to(SEARCH_DTYPES[dtype])
 
     def search(
-        self, probes: torch.Tensor | np.ndarray, k: int = 5, *, dtype: str = "float32"
+        self,
+        probes: torch.Tensor | np.ndarray,
+        k: int = 5,
+        *,
+        dtype: str = "float32",
+        backend: str = "exact",
     ) -> tuple[list[list[str]], np.ndarray]:
         """The ``k`` best identities per probe (best row per identity) and their scores (M, k);
-        fewer identities than ``k`` pad with ``""`` and -inf."""
+        fewer identities than ``k`` pad with ``""`` and -inf. ``backend``: ``"exact"``
+        (:func:`exact_search` in ``dtype``) or a FAISS index kind (``"faiss-flat"``,
+        ``"faiss-ivf"``, ``"faiss-hnsw"``; needs faiss-cpu)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         probes = normalize_rows(probes)
@@ -153,12 +160,22 @@ class Gallery:
         per_identity = int(torch.bincount(self.labels).max())
         rows = min(self.embeddings.shape[0], k * per_identity)
         # k identities need at most k * (rows per identity) rows (each repeat hides one)
-        found: SearchResult = exact_search(self.search_matrix(dtype), probes, rows)
-        labels = self.labels.numpy()[found.indices]
+        if backend == "exact":
+            found: SearchResult = exact_search(self.search_matrix(dtype), probes, rows)
+        elif backend.startswith("faiss-"):
+            from marginface.identify.faiss_index import build_faiss_index, faiss_search
+
+            index = build_faiss_index(self.embeddings.numpy(), backend.removeprefix("faiss-"))
+            found = faiss_search(index, probes.numpy(), rows)
+        else:
+            raise ValueError(f"backend must be 'exact' or 'faiss-<kind>', got {backend!r}")
+        # a FAISS index marks missing hits with -1: give them score -inf
+        found.scores[found.indices < 0] = -np.inf
+        labels = self.labels.numpy()[np.maximum(found.indices, 0)]
         for p in range(m):
             seen: set[int] = set()
             for label, score in zip(labels[p], found.scores[p], strict=True):
-                if label not in seen and len(seen) < k:
+                if label not in seen and len(seen) < k and np.isfinite(score):
                     names[p, len(seen)] = self.identities[label]
                     scores[p, len(seen)] = score
                     seen.add(label)

@@ -95,6 +95,7 @@ def identify_images(
     top_k: int = 5,
     threshold: float | None = None,
     dtype: str = "float32",
+    backend: str = "exact",
     landmarks_file: str | Path | None = None,
     batch_size: int = 64,
     num_workers: int = 2,
@@ -108,7 +109,9 @@ def identify_images(
         progress=progress, skip_bad_images=True, desc="identify",
     )
     good = [i for i in range(len(items)) if i not in result.failed]
-    names, scores = gallery.search(result.embeddings[good], top_k, dtype=dtype)
+    names, scores = gallery.search(
+        result.embeddings[good], top_k, dtype=dtype, backend=backend
+    )
     answers = []
     for row, i in enumerate(good):
         candidates = [(n, float(s)) for n, s in zip(names[row], scores[row], strict=True) if n]
