@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "enroll",
     "identify",
     "evaluate_identification",
+    "evaluate_ijb",
     "align",
     "pack",
     "export",

@@ -135,16 +135,17 @@ def identification_report(
     ranks: Sequence[int] = (1, 5, 10),
     fpirs: Sequence[float] = (0.1, 0.01),
 ) -> IdentificationReport:
-    """CMC at ``ranks``; TPIR and its threshold at each ``fpir`` (only with non-mated probes)."""
+    """CMC at ``ranks`` (NaN without mated probes); TPIR and its threshold at each ``fpir``
+    (only with both mated and non-mated probes)."""
     found = mate_ranks(scores, probe_labels, gallery_labels)
-    top = max(ranks)
-    curve = cmc_curve(found, top)
+    # no mated probe (e.g. every one unreadable): the rates are undefined, reported as NaN
+    curve = cmc_curve(found, max(ranks)) if (found > 0).any() else np.full(max(ranks), np.nan)
     mated, nonmated = open_set_scores(scores, probe_labels, gallery_labels)
     report = IdentificationReport(
         int((found > 0).sum()), int((found == 0).sum()), len(gallery_labels),
         {str(r): float(curve[r - 1]) for r in ranks},
     )
-    if nonmated.size:
+    if nonmated.size and mated.size:
         for fpir in fpirs:
             tpir, threshold = tpir_at_fpir(mated, nonmated, fpir)
             report.tpir_at_fpir[str(fpir)] = tpir
