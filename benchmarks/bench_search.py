@@ -8,7 +8,7 @@ float32 and bfloat16 (``marginface.identify.search.exact_search``), plain numpy 
 argpartition, 100 probes at a time), faiss-cpu's flat inner-product index, and the approximate
 IVF and HNSW indexes (recall@k against exact float32 search). The gallery is generated in
 blocks straight into the searched dtype (no float32 copy of a bfloat16 gallery). Memory is the
-process's peak RSS minus its RSS before the gallery was made (after a first small matmul, so
+process's peak RSS minus its RSS before the gallery was made (after a first small search, so
 that the runtimes' own start-up allocations are not counted), against the gallery's own size in
 the searched dtype. Enrolment throughput: images/s through ``enroll_folder`` (MobileFaceNet,
 random weights, aligned 112x96 crops) and gallery rows/s for templates + file write + read.
@@ -65,15 +65,22 @@ def _worker(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     probes = _unit_block(1, 0, args.probes, args.dim)
-    for dtype in (torch.float32, torch.bfloat16):  # the runtime's own start-up allocations
-        (torch.ones(64, 64, dtype=dtype) @ torch.ones(64, 64, dtype=dtype)).topk(3)
-    np.ones((64, 64), np.float32) @ np.ones((64, 64), np.float32)
+    # one small search first, so that the runtimes' start-up allocations (thread pools, kernel
+    # code, allocator arenas) are not counted as the search's memory
+    from marginface.identify.search import exact_search
+
+    for dtype in (torch.float32, torch.bfloat16):
+        exact_search(torch.ones(3000, args.dim, dtype=dtype), probes[:50], args.k)
+    small = np.ones((3000, args.dim), np.float32)
+    np.argpartition(probes[:50] @ small.T, args.k, axis=1)
+    if method.startswith("faiss"):
+        from marginface.identify.faiss_index import build_faiss_index, faiss_search
+
+        faiss_search(build_faiss_index(small, "flat"), probes[:50], args.k)
     base = _rss_mib()
     method = args.worker
     build = time.perf_counter()
     if method.startswith("marginface"):
-        from marginface.identify.search import exact_search
-
         dtype = torch.bfloat16 if method.endswith("bf16") else torch.float32
         gallery = torch.empty(args.n, args.dim, dtype=dtype)
         for start, block in _blocks(args.n, args.dim):

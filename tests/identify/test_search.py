@@ -66,3 +66,4 @@ def test_recall_at_k_by_hand():
     assert recall_at_k(np.array([[1, 2], [3, 4]]), np.array([[2, 5], [4, 3]])) == 0.75
     with pytest.raises(ValueError):
         recall_at_k(np.array([[1]]), np.array([[1], [2]]))
+

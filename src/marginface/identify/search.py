@@ -3,7 +3,8 @@
 Scores are inner products of L2-normalised rows (cosine similarity). The gallery is scanned in
 blocks of ``gallery_block`` rows against ``probe_block`` probes at a time, and a running top-k is
 merged after each block, so the only temporary beyond the gallery itself is one
-``probe_block x gallery_block`` score tile (about 3% of the gallery's size).
+``probe_block x gallery_block`` score tile and the block's packed copy (each about 2% of the
+gallery's size).
 
 bfloat16: the gallery is held (and multiplied) in bfloat16 without a float32 copy; the score
 tiles are then rounded to bfloat16 (8 significant bits), which reorders close neighbours. The
@@ -55,7 +56,7 @@ def _rescore(gallery: Tensor, probes: Tensor, candidates: Tensor, k: int, chunk:
     for c0 in range(0, len(probes), chunk):
         ids = candidates[c0 : c0 + chunk]
         rows = gallery[ids.reshape(-1)].float().reshape(*ids.shape, -1)
-        scores[c0 : c0 + chunk] = torch.einsum("mkd,md->mk", rows, probes[c0 : c0 + chunk])
+        torch.bmm(rows, probes[c0 : c0 + chunk, :, None], out=scores[c0 : c0 + chunk, :, None])
     top, order = scores.topk(k, dim=1)
     return top, candidates.gather(1, order)
 
@@ -74,9 +75,9 @@ def exact_search(
     ``gallery`` (N, D) float32 or bfloat16, rows already normalised; ``probes`` (M, D) are
     normalised here and cast to the gallery's dtype. ``rerank`` (bfloat16 only, default
     ``2k + 8``) is the number of candidates rescored in float32; see the module docstring.
-    ``gallery_block`` defaults to the rows whose score tile is 3% of the gallery's bytes
-    (clamped to 4-64 MiB): few, large tiles (per-tile overhead dominates small ones on a busy
-    machine) while the search's memory stays within 10% of the gallery's.
+    ``gallery_block`` defaults to the rows whose score tile, and whose own copy, are each 2% of
+    the gallery's bytes (clamped to 1-64 MiB): few, large tiles (per-tile overhead dominates
+    small ones on a busy machine) while the search's memory stays within 10% of the gallery's.
     """
     if gallery.dim() != 2 or gallery.dtype not in SEARCH_DTYPES.values():
         raise ValueError(
@@ -92,8 +93,11 @@ def exact_search(
         raise ValueError(f"k must be >= 1, got {k}")
     n, m = gallery.shape[0], probes.shape[0]
     if gallery_block is None:
-        budget = min(max(0.03 * gallery.numel() * gallery.element_size(), 4 * 2**20), 64 * 2**20)
-        gallery_block = max(256, int(budget / gallery.element_size() / min(m, probe_block)))
+        budget = min(max(0.02 * gallery.numel() * gallery.element_size(), 2**20), 64 * 2**20)
+        # both the score tile (probes x block) and the block itself (block x D: the matmul
+        # may pack a copy of it) stay within the budget
+        rows = max(min(m, probe_block), gallery.shape[1])
+        gallery_block = max(64, int(budget / gallery.element_size() / rows))
     if probe_block < 1 or gallery_block < 1:
         raise ValueError("probe_block and gallery_block must be >= 1")
     k = min(k, n)
@@ -103,6 +107,7 @@ def exact_search(
         raise ValueError(f"rerank must be >= k ({k}), got {rerank}")
     out_s = torch.empty(m, k)
     out_i = torch.empty(m, k, dtype=torch.int64)
+    buffer = torch.empty(min(m, probe_block) * gallery_block, dtype=gallery.dtype)
     with torch.inference_mode():
         for p0 in range(0, m, probe_block):
             p = probes[p0 : p0 + probe_block]
@@ -110,7 +115,10 @@ def exact_search(
             best_s = torch.full((len(p), 0), -torch.inf, dtype=gallery.dtype)
             best_i = torch.empty((len(p), 0), dtype=torch.int64)
             for g0 in range(0, n, gallery_block):
-                tile = q @ gallery[g0 : g0 + gallery_block].T
+                block = gallery[g0 : g0 + gallery_block]
+                # one reused buffer: a fresh tile per block fragments the heap (RSS creeps up)
+                tile = buffer[: len(p) * len(block)].view(len(p), len(block))
+                torch.mm(q, block.T, out=tile)
                 top = tile.topk(min(keep, tile.shape[1]), dim=1)
                 best_s, best_i = _merge(best_s, best_i, top.values, top.indices + g0, keep)
             if low:
