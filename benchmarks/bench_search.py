@@ -73,12 +73,12 @@ def _worker(args: argparse.Namespace) -> dict:
         exact_search(torch.ones(3000, args.dim, dtype=dtype), probes[:50], args.k)
     small = np.ones((3000, args.dim), np.float32)
     np.argpartition(probes[:50] @ small.T, args.k, axis=1)
+    method = args.worker
     if method.startswith("faiss"):
         from marginface.identify.faiss_index import build_faiss_index, faiss_search
 
         faiss_search(build_faiss_index(small, "flat"), probes[:50], args.k)
     base = _rss_mib()
-    method = args.worker
     build = time.perf_counter()
     if method.startswith("marginface"):
         dtype = torch.bfloat16 if method.endswith("bf16") else torch.float32
