@@ -92,6 +92,11 @@ def test_other_model_corrupt_gallery_and_report_threshold(setup, capsys):
     enroll[-1] = str(other)
     assert main([*enroll, "--gallery", str(gallery), "--add", "--replace", *common]) == 2
     assert "not the model this gallery" in capsys.readouterr().err
+    # the same weights saved with another preprocessing: refused too
+    restd = tmp / "restd.safetensors"
+    models.save_model(models.load_model(model), restd, std=(1.0, 1.0, 1.0))
+    assert _identify(probes, "--gallery", gallery, "--model", restd) == 2
+    assert "has preprocessing" in capsys.readouterr().err
     before = gallery.read_bytes()
     assert load_gallery(gallery).images["p0"] == 2 and gallery.read_bytes() == before
 

@@ -18,7 +18,7 @@ from marginface.data.imagefolder import list_images
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
 from marginface.eval.embed import compute_embeddings
-from marginface.identify.gallery import TEMPLATE_MODES, Gallery
+from marginface.identify.gallery import TEMPLATE_MODES, Gallery, model_record
 from marginface.identify.search import normalize_rows
 from marginface.models.io import model_fingerprint
 
@@ -50,14 +50,6 @@ def templates_from_embeddings(
     count = int(labels.max()) + 1 if labels.numel() else 0
     sums = torch.zeros(count, unit.shape[1]).index_add_(0, labels, unit)
     return normalize_rows(sums), torch.arange(count)
-
-
-def _model_record(model: torch.nn.Module) -> dict:
-    """The model's config (name, sizes, preprocessing) as stored in its model file."""
-    config = getattr(model, "config", None)
-    if hasattr(config, "to_dict"):
-        return config.to_dict()
-    return {"name": type(model).__name__, "input_size": list(getattr(config, "input_size", []))}
 
 
 def enroll_folder(
@@ -111,7 +103,7 @@ def enroll_folder(
     counts = torch.bincount(labels, minlength=len(enrolled)).tolist()
     names = [people[i].name for i in enrolled]
     gallery = Gallery(
-        names, rows, row_labels, model_fingerprint(model), _model_record(model), mode, flip,
+        names, rows, row_labels, model_fingerprint(model), model_record(model), mode, flip,
         dict(zip(names, counts, strict=True)),
     )
     return EnrollResult(gallery, sorted(empty), failed, len(good))

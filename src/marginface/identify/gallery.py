@@ -23,12 +23,28 @@ from safetensors.torch import save as safetensors_bytes
 
 from marginface.atomic import atomic_write_bytes
 from marginface.identify.search import SEARCH_DTYPES, SearchResult, exact_search, normalize_rows
+from marginface.models.io import model_fingerprint
 
-__all__ = ["GALLERY_KEY", "GALLERY_FORMAT", "TEMPLATE_MODES", "Gallery", "load_gallery"]
+__all__ = [
+    "GALLERY_KEY",
+    "GALLERY_FORMAT",
+    "TEMPLATE_MODES",
+    "Gallery",
+    "load_gallery",
+    "model_record",
+]
 
 GALLERY_KEY = "marginface.gallery"
 GALLERY_FORMAT = 1
 TEMPLATE_MODES = ("mean", "all")
+
+
+def model_record(model: torch.nn.Module) -> dict[str, Any]:
+    """The model's config as its model file stores it (name, sizes, preprocessing)."""
+    config = getattr(model, "config", None)
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    return {"name": type(model).__name__, "input_size": list(getattr(config, "input_size", []))}
 
 
 @dataclass
@@ -64,8 +80,19 @@ class Gallery:
     def dim(self) -> int:
         return int(self.embeddings.shape[1])
 
-    def check_model(self, fingerprint: str, what: str = "the model") -> None:
-        """Raise unless ``fingerprint`` is the one this gallery was enrolled with."""
+    def check_model(self, model: torch.nn.Module | str, what: str = "the model") -> None:
+        """Raise unless ``model`` (or its fingerprint) is the one this gallery was enrolled
+        with: the same tensors and, for a model, the same input size and preprocessing (the
+        same weights saved with another mean/std would embed faces differently)."""
+        fingerprint = model if isinstance(model, str) else model_fingerprint(model)
+        if not isinstance(model, str):
+            record = json.loads(json.dumps(model_record(model)))  # as stored: lists, not tuples
+            for key in ("input_size", "preprocessing"):
+                if key in self.model and record.get(key) != self.model[key]:
+                    raise ValueError(
+                        f"{what} has {key} {record.get(key)}, the gallery was enrolled with "
+                        f"{self.model[key]}; enrol it again with this model file"
+                    )
         if fingerprint != self.fingerprint:
             raise ValueError(
                 f"{what} (fingerprint {fingerprint[:12]}...) is not the model this gallery was "

@@ -10,7 +10,6 @@ from typing import Any
 from marginface.eval.model_report import load_model_file
 from marginface.identify.enroll import enroll_folder
 from marginface.identify.gallery import Gallery, load_gallery
-from marginface.models.io import model_fingerprint
 
 __all__ = ["GalleryUpdate", "update_gallery"]
 
@@ -66,7 +65,7 @@ def update_gallery(
             raise ValueError("enrolling a folder needs --model")
         model = load_model_file(model_file)
         if gallery is not None:  # refuse before the (long) embedding, not after
-            gallery.check_model(model_fingerprint(model), f"model {model_file}")
+            gallery.check_model(model, f"model {model_file}")
             if gallery.mode != mode or gallery.flip != flip:
                 raise ValueError(
                     f"gallery {path} has template mode {gallery.mode} and flip {gallery.flip}; "

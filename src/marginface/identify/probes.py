@@ -22,7 +22,6 @@ from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
 from marginface.eval.embed import compute_embeddings
 from marginface.identify.gallery import Gallery
-from marginface.models.io import model_fingerprint
 
 __all__ = [
     "UNKNOWN",
@@ -102,7 +101,7 @@ def identify_images(
     progress: bool = True,
 ) -> Identification:
     """Rank the gallery's identities for each image of ``probes`` (a file or a folder)."""
-    gallery.check_model(model_fingerprint(model))
+    gallery.check_model(model)
     items = _probe_items(probes, landmarks_file)
     result = compute_embeddings(
         model, items, flip=gallery.flip, batch_size=batch_size, num_workers=num_workers,
