@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from face_fixtures import PoolingModel, make_identities
+from face_fixtures import PoolingModel, make_identities, write_ijb
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
 from marginface.eval.embed import compute_embeddings
@@ -78,8 +78,6 @@ def test_ijb_run_on_synthetic_faces(tmp_path, flip, norm, detector):
     files = make_identities(tmp_path / "faces", people=4, per_person=5)
     points = template_points("sphereface_112x96")  # aligned crops: identity alignment
     people = [[(files[(p, k)], points) for k in range(5)] for p in range(4)]
-    from conftest import write_ijb
-
     images = write_ijb(tmp_path / "IJBC", people)
     model = PoolingModel()
     report = evaluate_ijb(model, tmp_path / "IJBC", tmp_path / "out", flip=flip, norm=norm,
@@ -93,8 +91,6 @@ def test_ijb_run_on_synthetic_faces(tmp_path, flip, norm, detector):
 def test_missing_landmarks_and_bad_image_are_reported(tmp_path):
     files = make_identities(tmp_path / "faces", people=2, per_person=4)
     points = template_points("sphereface_112x96")
-    from conftest import write_ijb
-
     write_ijb(tmp_path / "IJBC", [[(files[(p, k)], points) for k in range(4)] for p in range(2)])
     Image.new("RGB", (1, 1)).save(tmp_path / "IJBC" / "loose_crop" / "3.jpg")  # still decodes
     (tmp_path / "IJBC" / "loose_crop" / "7.jpg").write_bytes(b"broken")  # template 201's only image
@@ -113,8 +109,6 @@ def test_ijb_run_on_lfw_images(shared_dir, tmp_path):
     marks = read_landmarks(lfw / "lfw_landmark.txt")
     chosen = [p for p in sorted((lfw / "images").iterdir()) if len(list(p.iterdir())) >= 5][:6]
     people = [[(f, marks[f"{p.name}/{f.name}"]) for f in sorted(p.iterdir())[:5]] for p in chosen]
-    from conftest import write_ijb
-
     images = write_ijb(tmp_path / "IJBC", people)
     model = PoolingModel()
     report = evaluate_ijb(model, tmp_path / "IJBC", num_workers=0, progress=False)
@@ -128,8 +122,6 @@ def test_evaluate_ijb_command(tmp_path, capsys):
 
     files = make_identities(tmp_path / "faces", people=2, per_person=5)
     points = template_points("sphereface_112x96")
-    from conftest import write_ijb
-
     write_ijb(tmp_path / "IJBC", [[(files[(p, k)], points) for k in range(5)] for p in range(2)])
     model = models.create_model("mobilefacenet", input_size=(112, 96), embedding_dim=16)
     models.save_model(model.eval(), tmp_path / "m.safetensors")
