@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli.options import add_embedding_options, flip_of
 from marginface.eval.images import embed_folder
 from marginface.eval.model_report import load_model_file
 
@@ -18,10 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--out", required=True, help="emb.npy (emb.txt lists the files)")
     parser.add_argument("--model", required=True, help="marginface model file")
     parser.add_argument("--landmarks", default=None, help="landmarks file (relative paths)")
-    parser.add_argument("--flip", choices=["concat", "sum", "none"], default="concat")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--no-progress", action="store_true")
+    add_embedding_options(parser)
     parser.set_defaults(func=_run)
 
 
@@ -31,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
         args.folder,
         args.out,
         landmarks_file=args.landmarks,
-        flip=None if args.flip == "none" else args.flip,
+        flip=flip_of(args),
         batch_size=args.batch_size,
         num_workers=args.workers,
         progress=not args.no_progress,
