@@ -7,11 +7,16 @@ import torch
 from heads_cases import single_thread  # noqa: F401  (autouse fixture)
 
 from marginface.heads import (
+    AdaFace,
     AMSoftmax,
     ArcFace,
     CombinedMargin,
     CosFace,
+    CurricularFace,
+    ElasticArcFace,
+    ElasticCosFace,
     Head,
+    MagFace,
     NormFace,
     Softmax,
     SphereFace,
@@ -26,7 +31,9 @@ from marginface.train.builders import build_head
 from marginface.train.config import HeadConfig, config_from_dict
 
 BUILTIN = {"softmax": Softmax, "normface": NormFace, "cosface": CosFace, "amsoftmax": AMSoftmax,
-           "arcface": ArcFace, "combined": CombinedMargin, "sphereface": SphereFace}
+           "arcface": ArcFace, "combined": CombinedMargin, "sphereface": SphereFace,
+           "curricularface": CurricularFace, "adaface": AdaFace, "magface": MagFace,
+           "elasticface_arc": ElasticArcFace, "elasticface_cos": ElasticCosFace}
 
 
 @pytest.fixture
@@ -55,7 +62,7 @@ def test_builtin_names_and_classes():
 
 
 def test_unknown_name_and_option_are_value_errors():
-    with pytest.raises(ValueError, match=r"name must be one of \['softmax', .*'sphereface'\], "
+    with pytest.raises(ValueError, match=r"name must be one of \['softmax', .*'elasticface_cos'\], "
                                          r"got 'cosine'"):
         get_head_class("cosine")
     with pytest.raises(ValueError, match=r"unknown argument\(s\) for head 'arcface': \['m'\]"):

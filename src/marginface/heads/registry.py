@@ -11,7 +11,11 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from marginface.heads.adaface import AdaFace
 from marginface.heads.base import Head
+from marginface.heads.curricular import CurricularFace
+from marginface.heads.elastic import ElasticArcFace, ElasticCosFace
+from marginface.heads.magface import MagFace
 from marginface.heads.margin import AMSoftmax, ArcFace, CombinedMargin, CosFace, NormFace
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace
@@ -26,6 +30,11 @@ _BUILTIN: dict[str, type[Head]] = {
     "arcface": ArcFace,
     "combined": CombinedMargin,
     "sphereface": SphereFace,
+    "curricularface": CurricularFace,
+    "adaface": AdaFace,
+    "magface": MagFace,
+    "elasticface_arc": ElasticArcFace,
+    "elasticface_cos": ElasticCosFace,
 }
 _registry: dict[str, type[Head]] = dict(_BUILTIN)
 
