@@ -16,7 +16,8 @@ TEST_OPTIONS = {"normface": _SMALL_SCALE, "cosface": {**_SMALL_SCALE, "margin": 
                 "arcface": {**_SMALL_SCALE, "margin": 0.5}, "combined": _SMALL_SCALE,
                 "curricularface": {**_SMALL_SCALE, "t": 0.2}, "adaface": _SMALL_SCALE,
                 "magface": {**_SMALL_SCALE, "l_a": 1.0, "u_a": 6.0, "lambda_g": 2.0},
-                "elasticface_arc": _SMALL_SCALE, "elasticface_cos": _SMALL_SCALE}
+                "elasticface_arc": _SMALL_SCALE, "elasticface_cos": _SMALL_SCALE,
+                "subcenter_arcface": {**_SMALL_SCALE, "margin": 0.5}}
 
 
 def _registered_once() -> list[str]:

@@ -24,7 +24,7 @@ def test_there_is_a_config_per_head():
 def test_config_builds(path):
     config = load_config(path)
     head = build_head(config.head, 16, 5)
-    assert head.weight.shape == (5, 16)
+    assert head.weight.shape == (5 * head.rows_per_class, 16)
     assert type(head).__name__.lower().startswith(config.head.name[:4])
     model = build_model(config.model)
     assert tuple(model.config.input_size) == tuple(config.model.input_size)

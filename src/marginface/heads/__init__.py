@@ -39,6 +39,7 @@ from marginface.heads.registry import (
 )
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace
+from marginface.heads.subcenter import SubCenterArcFace
 
 __all__ = [
     "Head",
@@ -56,6 +57,7 @@ __all__ = [
     "MagFace",
     "ElasticArcFace",
     "ElasticCosFace",
+    "SubCenterArcFace",
     "LogitSpec",
     "RowFunction",
     "BatchStats",

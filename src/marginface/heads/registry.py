@@ -19,6 +19,7 @@ from marginface.heads.magface import MagFace
 from marginface.heads.margin import AMSoftmax, ArcFace, CombinedMargin, CosFace, NormFace
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace
+from marginface.heads.subcenter import SubCenterArcFace
 
 __all__ = ["register_head", "get_head_class", "create_head", "list_heads", "head_options"]
 
@@ -35,6 +36,7 @@ _BUILTIN: dict[str, type[Head]] = {
     "magface": MagFace,
     "elasticface_arc": ElasticArcFace,
     "elasticface_cos": ElasticCosFace,
+    "subcenter_arcface": SubCenterArcFace,
 }
 _registry: dict[str, type[Head]] = dict(_BUILTIN)
 
