@@ -170,3 +170,31 @@ def test_partial_fc_keeps_or_drops_a_class_with_all_its_sub_centres():
     assert kept[y].all() and not kept.all()
     full_state = clf.full_state_dict()
     assert full_state["weight"].shape == (C * K, D)
+
+
+def test_cleaning_finds_dominant_sub_centres_and_far_samples():
+    from marginface.heads import subcenter_cleaning
+
+    head = SubCenterArcFace(4, 2, sub_centers=2).double()
+    with torch.no_grad():  # class 0: centres e0, e1; class 1: e2, e3
+        head.weight.copy_(torch.eye(4, dtype=torch.float64))
+    deg = math.radians
+    x = torch.tensor([
+        [math.cos(deg(10)), 0.0, math.sin(deg(10)), 0.0],   # class 0, near e0: 10 deg
+        [math.cos(deg(20)), 0.0, 0.0, math.sin(deg(20))],   # class 0, near e0: 20 deg
+        [0.0, 1.0, 0.0, 0.0],                               # class 0, on e1: 90 deg from e0
+        [0.0, 0.0, 0.0, 1.0],                               # class 1, on e3 (dominant)
+        [0.0, math.sin(deg(80)), 0.0, math.cos(deg(80))],   # class 1: 80 deg from e3
+        [0.0, 0.0, 0.5, 3.0],                               # class 1, near e3
+    ], dtype=torch.float64)
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    found = subcenter_cleaning(head, x, y)
+    assert found.dominant.tolist() == [0, 1]
+    torch.testing.assert_close(found.angles[:5], torch.tensor([10.0, 20.0, 90.0, 0.0, 80.0],
+                                                              dtype=torch.float64))
+    assert found.outliers.tolist() == [2, 4]
+    torch.testing.assert_close(found.weight, torch.eye(4, dtype=torch.float64)[[0, 3]])
+    assert subcenter_cleaning(head, x, y, threshold=85.0).outliers.tolist() == [2]
+    with pytest.raises(ValueError, match="threshold"):
+        subcenter_cleaning(head, x, y, threshold=200.0)
+

@@ -39,7 +39,7 @@ from marginface.heads.registry import (
 )
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace
-from marginface.heads.subcenter import SubCenterArcFace
+from marginface.heads.subcenter import SubCenterArcFace, SubCenterCleaning, subcenter_cleaning
 
 __all__ = [
     "Head",
@@ -58,6 +58,8 @@ __all__ = [
     "ElasticArcFace",
     "ElasticCosFace",
     "SubCenterArcFace",
+    "SubCenterCleaning",
+    "subcenter_cleaning",
     "LogitSpec",
     "RowFunction",
     "BatchStats",
