@@ -10,6 +10,14 @@ the best throughput of a cache-resident block (``_peak``). ArcFace (s = 64, m = 
     python benchmarks/bench_head.py --quick    # C = 20k, a minute
 
 Writes benchmarks/results/head.json and the "Large-class loss" section of docs/performance.md.
+
+The modern heads (``--heads``): a fused fp32 and bf16 row per head next to ArcFace's, each in
+its own process, with the issue's targets (at most 1.2x ArcFace's time in the same run;
+Sub-center ArcFace, K = 3, at most 3.3x; it needs ~15 GB per million classes, and runs with
+ArcFace at C = 300k when that is not free). Writes benchmarks/results/head_modern.json:
+
+    python benchmarks/bench_head.py --heads all --classes 1000000
+    python benchmarks/bench_head.py --heads all --classes 2000 --no-doc   # smoke
 """
 
 from __future__ import annotations
@@ -73,11 +81,12 @@ def _child_gemm(batch: int, dim: int) -> dict:
     return out
 
 
-def _child_loss(method: str, batch: int, dim: int, classes: int, warmup: int, steps: int) -> dict:
+def _child_loss(method: str, batch: int, dim: int, classes: int, warmup: int, steps: int,
+                head_name: str = "arcface") -> dict:
     import torch
 
     sys.path.insert(0, str(ROOT / "src"))
-    from marginface.heads import ArcFace
+    from marginface.heads import ArcFace, create_head
 
     torch.manual_seed(0)  # the same class weights in every process (pml: its own layout)
     gen = torch.Generator().manual_seed(0)
@@ -93,7 +102,9 @@ def _child_loss(method: str, batch: int, dim: int, classes: int, warmup: int, st
             return loss_fn(x, y)
     else:
         dtype = torch.bfloat16 if method == "fused_bf16" else torch.float32
-        head = ArcFace(dim, classes, scale=64.0, margin=0.5, matmul_dtype=dtype)
+        head = ArcFace(dim, classes, scale=64.0, margin=0.5, matmul_dtype=dtype) if (
+            head_name == "arcface") else create_head(head_name, dim, classes, matmul_dtype=dtype)
+        head.train()
         params = list(head.parameters())
         step = (lambda: head.unfused_loss(x, y)) if method == "unfused" else (
             lambda: head.loss(x, y))
@@ -164,6 +175,67 @@ def run(classes_list: list[int], batch: int, dim: int, warmup: int, steps: int,
             print(f"C={classes} {method}: {row[method]}", flush=True)
         results["configs"].append(row)
     return results
+
+
+MODERN_HEADS = ("curricularface", "adaface", "magface", "elasticface_arc", "elasticface_cos",
+                "subcenter_arcface")
+FUSED = ("fused_fp32", "fused_bf16")
+SUBCENTER_FALLBACK = 300_000
+
+
+def run_heads(heads: list[str], classes: int, batch: int, dim: int, warmup: int,
+              steps: int) -> dict:
+    """Fused fp32/bf16 seconds per step of ArcFace and ``heads`` at ``classes``, one process each.
+
+    Sub-center ArcFace (K rows per class) runs at ``SUBCENTER_FALLBACK`` classes, with its own
+    ArcFace reference there, when ~15 GB per million classes are not free.
+    """
+    results = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+               "batch": batch, "dim": dim, "rows": []}
+
+    def one(name: str, c: int) -> dict:
+        row = {"head": name, "classes": c}
+        for method in FUSED:
+            row[method] = _spawn(["--child", method, "--head", name, "--classes", str(c),
+                                  "--batch", str(batch), "--dim", str(dim), "--warmup",
+                                  str(warmup), "--steps", str(steps)])
+            row[method]["loadavg_after"] = os.getloadavg()
+        print(f"C={c} {name}: {row}", flush=True)
+        return row
+
+    results["rows"].append(one("arcface", classes))
+    for name in heads:
+        c = classes
+        if name == "subcenter_arcface" and _available_gb() < 15.0 * classes / 1e6:
+            c = min(classes, SUBCENTER_FALLBACK)
+            if c != classes:
+                results["rows"].append(one("arcface", c))
+        results["rows"].append(one(name, c))
+    return results
+
+
+def heads_table(results: dict) -> str:
+    """Seconds per step and the ratio to ArcFace's at the same C, with the issue's targets."""
+    arc = {r["classes"]: r for r in results["rows"] if r["head"] == "arcface"}
+    lines = ["| head | C | fp32 s | x ArcFace | bf16 s | x ArcFace | target | met |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        ref, limit = arc.get(r["classes"], {}), 3.3 if r["head"] == "subcenter_arcface" else 1.2
+        cells, ok = [], True
+        for method in FUSED:
+            e, base = r.get(method, {}), ref.get(method, {})
+            if "seconds" not in e or "seconds" not in base:
+                cells += [str(e.get("error", "-")), "-"]
+                ok = False
+                continue
+            ratio = e["seconds"] / base["seconds"]
+            ok = ok and ratio <= limit
+            cells += [f"{e['seconds']:.2f}", f"{ratio:.2f}"]
+        target = "-" if r["head"] == "arcface" else f"<= {limit}x"
+        met = "-" if r["head"] == "arcface" else ("yes" if ok else "no")
+        lines.append(f"| {r['head']} | {r['classes']:,} | {' | '.join(cells)} | {target} | "
+                     f"{met} |")
+    return "\n".join(lines)
 
 
 def _merge(old: dict, new: dict) -> dict:
@@ -275,12 +347,26 @@ def main() -> int:
     p.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS))
     p.add_argument("--merge", action="store_true",
                    help="update benchmarks/results/head.json row by row instead of replacing it")
+    p.add_argument("--heads", nargs="*", choices=("all", *MODERN_HEADS),
+                   help="the modern heads' rows (fused fp32/bf16 vs ArcFace) instead")
+    p.add_argument("--head", default="arcface", help=argparse.SUPPRESS)  # child: which head
     a = p.parse_args()
     if a.child == "gemm":
         print(json.dumps(_child_gemm(a.batch, a.dim)))
         return 0
     if a.child:
-        print(json.dumps(_child_loss(a.child, a.batch, a.dim, a.classes[0], a.warmup, a.steps)))
+        print(json.dumps(_child_loss(a.child, a.batch, a.dim, a.classes[0], a.warmup, a.steps,
+                                     a.head)))
+        return 0
+    if a.heads is not None:
+        heads = list(MODERN_HEADS) if "all" in a.heads or not a.heads else a.heads
+        results = run_heads(heads, (a.classes or [20_000 if a.quick else 1_000_000])[0],
+                            a.batch, a.dim, a.warmup, a.steps)
+        text = heads_table(results)
+        print(text)
+        if not a.no_doc:
+            out = ROOT / "benchmarks" / "results" / "head_modern.json"
+            out.write_text(json.dumps(results, indent=1))
         return 0
     classes = a.classes or ([20_000] if a.quick else [100_000, 1_000_000])
     results = run(classes, a.batch, a.dim, a.warmup, a.steps, tuple(a.methods))

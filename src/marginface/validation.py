@@ -15,6 +15,7 @@ __all__ = [
     "check_positive",
     "check_positive_int",
     "check_non_negative",
+    "check_in_range",
     "check_margins",
     "check_sphereface_m",
     "check_sphereface",
@@ -100,4 +101,13 @@ def check_non_negative(name: str, value: float) -> float:
         isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
     ):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_in_range(name: str, value: float, low: float, high: float, what: str = "") -> float:
+    """A finite real number in ``[low, high]`` (a momentum, a start cosine, an angle)."""
+    if isinstance(value, bool) or not (
+        isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high
+    ):
+        raise ValueError(f"{name} must be {what or 'a number'} in [{low}, {high}], got {value!r}")
     return float(value)

@@ -13,7 +13,11 @@ from marginface.heads import CombinedMargin, create_head, get_head_class, list_h
 # Options that keep the tests' logits small (s = 8); other heads run with their defaults.
 _SMALL_SCALE = {"scale": 8.0}
 TEST_OPTIONS = {"normface": _SMALL_SCALE, "cosface": {**_SMALL_SCALE, "margin": 0.35},
-                "arcface": {**_SMALL_SCALE, "margin": 0.5}, "combined": _SMALL_SCALE}
+                "arcface": {**_SMALL_SCALE, "margin": 0.5}, "combined": _SMALL_SCALE,
+                "curricularface": {**_SMALL_SCALE, "t": 0.2}, "adaface": _SMALL_SCALE,
+                "magface": {**_SMALL_SCALE, "l_a": 1.0, "u_a": 6.0, "lambda_g": 2.0},
+                "elasticface_arc": _SMALL_SCALE, "elasticface_cos": _SMALL_SCALE,
+                "subcenter_arcface": {**_SMALL_SCALE, "margin": 0.5}}
 
 
 def _registered_once() -> list[str]:
@@ -41,7 +45,12 @@ HEAD_FACTORIES.update({
                                                          m3=0.1, **kw),
 })
 
-MARGIN_KINDS = [k for k in HEAD_FACTORIES if k not in ("softmax", "sphereface")]
+# Heads whose target is not a fixed function of cos theta_y (it depends on the norm, moving state
+# or a draw), without ``detach_margin``/``target_logit``; tests/heads/test_modern_heads.py
+# restates each of them.
+ADAPTIVE_KINDS = ["curricularface", "adaface", "magface", "elasticface_arc", "elasticface_cos"]
+MARGIN_KINDS = [k for k in HEAD_FACTORIES
+                if k not in ("softmax", "sphereface", *ADAPTIVE_KINDS)]
 
 
 def make_head(name: str, d: int = 6, c: int = 5, dtype=torch.float64, **kw) -> nn.Module:

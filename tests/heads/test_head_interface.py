@@ -147,7 +147,7 @@ def test_negatives_in_low_precision_are_close_to_float32():
     torch.testing.assert_close(head.loss(x.float(), y), full, rtol=2e-2, atol=2e-2)
 
 
-@pytest.mark.parametrize("field,value", [("sub_centers", 3), ("binary", True)])
+@pytest.mark.parametrize("field,value", [("binary", True)])
 def test_declared_but_not_computed_features_raise(field, value):
     x, w, y = _data(0)
     spec = dataclasses.replace(LogitSpec("margin", scale=4.0), **{field: value})

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from heads_cases import (
+    ADAPTIVE_KINDS,
     HEAD_FACTORIES,
     make_head,
     single_thread,  # noqa: F401  (autouse fixture)
@@ -138,7 +139,8 @@ def test_loss_needs_labels_and_a_non_empty_batch(name):
     assert head(torch.randn(0, 6)).shape == (0, 5)
 
 
-@pytest.mark.parametrize("name", [n for n in HEAD_FACTORIES if n != "softmax"])
+@pytest.mark.parametrize("name", [n for n in HEAD_FACTORIES
+                                  if n not in ("softmax", *ADAPTIVE_KINDS)])
 def test_train_mode_applies_margin_only_with_labels_eval_never(name):
     head = make_head(name)
     emb = torch.randn(8, 6, dtype=torch.float64)
@@ -147,7 +149,9 @@ def test_train_mode_applies_margin_only_with_labels_eval_never(name):
     if isinstance(head, SphereFace):
         plain = MF.cosine_similarity_matrix(emb, weight) * emb.norm(dim=1, keepdim=True)
     else:
-        plain = head.scale * MF.cosine_similarity_matrix(emb, weight)
+        # sub-centre heads: the nearest of each class's rows_per_class rows
+        plain = head.scale * MF.cosine_similarity_matrix(emb, weight).view(
+            8, 5, head.rows_per_class).amax(2)
     head.train()
     margin = head(emb, labels)
     torch.testing.assert_close(head(emb), plain)
@@ -250,13 +254,14 @@ def test_low_precision_matmul_is_close_to_float32(name, matmul_dtype):
     torch.testing.assert_close(low.loss(emb, labels), ref.loss(emb, labels), rtol=0.05, atol=0.05)
 
 
-@pytest.mark.parametrize("name", [n for n in HEAD_FACTORIES if n != "softmax"])
+@pytest.mark.parametrize("name", [n for n in HEAD_FACTORIES
+                                  if n not in ("softmax", *ADAPTIVE_KINDS)])
 def test_target_logit_method_matches_the_training_forward(name):
     from heads_cases import basis_weight, rotation_embeddings
 
     head = make_head(name, iteration=40) if name == "sphereface" else make_head(name)
     with torch.no_grad():
-        head.weight.copy_(basis_weight(5, 6))
+        head.weight.copy_(basis_weight(5, 6).repeat_interleave(head.rows_per_class, 0))
     theta = torch.linspace(0.0, math.pi, 50, dtype=torch.float64)
     out = head.train()(rotation_embeddings(theta, 6), torch.zeros(50, dtype=torch.long))[:, 0]
     # the training call advanced SphereFace to iteration 41; target_logit uses the same lambda

@@ -55,7 +55,8 @@ def _build(name_or_head, precision, d=6, c=5):
         HEAD_FACTORIES[name_or_head](d, c, matmul_dtype=matmul_dtype)
     head = head.to(dtype).train()
     with torch.no_grad():
-        head.weight.copy_(basis_weight(c, d, dtype))
+        # K copies of each row for sub-centre heads: the max over them is the row itself
+        head.weight.copy_(basis_weight(c, d, dtype).repeat_interleave(head.rows_per_class, 0))
     return head
 
 

@@ -7,14 +7,20 @@ import torch
 from heads_cases import single_thread  # noqa: F401  (autouse fixture)
 
 from marginface.heads import (
+    AdaFace,
     AMSoftmax,
     ArcFace,
     CombinedMargin,
     CosFace,
+    CurricularFace,
+    ElasticArcFace,
+    ElasticCosFace,
     Head,
+    MagFace,
     NormFace,
     Softmax,
     SphereFace,
+    SubCenterArcFace,
     create_head,
     get_head_class,
     head_options,
@@ -26,7 +32,10 @@ from marginface.train.builders import build_head
 from marginface.train.config import HeadConfig, config_from_dict
 
 BUILTIN = {"softmax": Softmax, "normface": NormFace, "cosface": CosFace, "amsoftmax": AMSoftmax,
-           "arcface": ArcFace, "combined": CombinedMargin, "sphereface": SphereFace}
+           "arcface": ArcFace, "combined": CombinedMargin, "sphereface": SphereFace,
+           "curricularface": CurricularFace, "adaface": AdaFace, "magface": MagFace,
+           "elasticface_arc": ElasticArcFace, "elasticface_cos": ElasticCosFace,
+           "subcenter_arcface": SubCenterArcFace}
 
 
 @pytest.fixture
@@ -48,15 +57,15 @@ def test_builtin_names_and_classes():
     for name, cls in BUILTIN.items():
         assert get_head_class(name) is cls
         head = create_head(name, 4, 3)
-        assert type(head) is cls and head.weight.shape == (3, 4)
+        assert type(head) is cls and head.weight.shape == (3 * head.rows_per_class, 4)
     assert create_head("arcface", 4, 3, scale=8.0, margin=0.3).margin == 0.3
     assert head_options("cosface") == ["scale", "margin", "detach_margin", "block_size",
                                        "matmul_dtype"]
 
 
 def test_unknown_name_and_option_are_value_errors():
-    with pytest.raises(ValueError, match=r"name must be one of \['softmax', .*'sphereface'\], "
-                                         r"got 'cosine'"):
+    with pytest.raises(ValueError, match=r"name must be one of \['softmax', "
+                                         r".*'subcenter_arcface'\], got 'cosine'"):
         get_head_class("cosine")
     with pytest.raises(ValueError, match=r"unknown argument\(s\) for head 'arcface': \['m'\]"):
         create_head("arcface", 4, 3, m=4)

@@ -156,3 +156,29 @@ def test_training_step_uses_the_fused_loss(tmp_path, monkeypatch):
                         lambda *a: pytest.fail("the trainer used the unfused loss"))
     trainer.fit()
     assert len(calls) == 2 and all(spec.kind == "margin" and spec.m2 == 0.5 for spec in calls)
+
+
+@pytest.mark.parametrize("head_name", ["curricularface", "adaface", "elasticface_arc"])
+def test_exact_resume_of_a_head_with_moving_state(tmp_path, head_name):
+    """t, the norm statistics and the margin generator are checkpointed and resume exactly."""
+    from marginface.heads import create_head
+
+    steps = ["train.max_steps=6", "train.checkpoint_interval=3"]
+
+    def trainer(run_dir, resume=False):
+        config = None if resume else load_config(None, [*BASE, *steps])
+        torch.manual_seed(123)
+        return Trainer(config, run_dir, model=TinyNet(), resume=resume,
+                       head=create_head(head_name, 16, 8, scale=16.0))
+
+    whole = trainer(tmp_path / "a")
+    whole.fit()
+    trainer(tmp_path / "b").fit(stop_after=3)
+    resumed = trainer(tmp_path / "b", resume=True)
+    resumed.fit()
+    a, b = states(whole), states(resumed)
+    moving = [k for k in a if k.startswith("h.") and k != "h.weight"]
+    assert moving and all(not torch.equal(a[k], create_head(head_name, 16, 8).state_dict()[
+        k[2:]]) for k in moving)  # the state did move
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "pack",
     "export",
     "caffe",
+    "subcenter_clean",
 )
 
 

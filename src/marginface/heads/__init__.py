@@ -6,7 +6,10 @@ cross-entropy from ``loss(embeddings, labels)``. Heads are registered by name
 (``create_head``, ``list_heads``). See docs/heads.md.
 """
 
+from marginface.heads.adaface import AdaFace
 from marginface.heads.base import MATMUL_DTYPES, Head
+from marginface.heads.curricular import CurricularFace
+from marginface.heads.elastic import ElasticArcFace, ElasticCosFace
 from marginface.heads.fused import (
     BatchStats,
     LogitSpec,
@@ -17,6 +20,7 @@ from marginface.heads.fused import (
     fused_sphereface_cross_entropy,
     release_gradient_memory,
 )
+from marginface.heads.magface import MagFace
 from marginface.heads.margin import (
     AMSoftmax,
     ArcFace,
@@ -35,6 +39,7 @@ from marginface.heads.registry import (
 )
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace
+from marginface.heads.subcenter import SubCenterArcFace, SubCenterCleaning, subcenter_cleaning
 
 __all__ = [
     "Head",
@@ -47,6 +52,14 @@ __all__ = [
     "ArcFace",
     "CombinedMargin",
     "SphereFace",
+    "CurricularFace",
+    "AdaFace",
+    "MagFace",
+    "ElasticArcFace",
+    "ElasticCosFace",
+    "SubCenterArcFace",
+    "SubCenterCleaning",
+    "subcenter_cleaning",
     "LogitSpec",
     "RowFunction",
     "BatchStats",

@@ -39,7 +39,8 @@ class Head(nn.Module):
     The interface to the fused and the class-sharded losses (docs/heads.md, "The head
     interface"); both run the same steps with the *global* batch:
 
-    - ``class_tensors``: names of the per-class tensors (rows = classes); the sharded classifier
+    - ``class_tensors``: names of the per-class tensors (``rows_per_class`` rows per class, 1
+      but for sub-centres, class-major); the sharded classifier
       keeps this rank's rows of each, everything else of the head (buffers such as SphereFace's
       ``iteration``, moving state) whole on every rank;
     - ``advance_schedule()``: once per training-mode forward or loss with labels (schedules);
@@ -52,6 +53,7 @@ class Head(nn.Module):
     weight: Tensor
     class_tensors: ClassVar[tuple[str, ...]] = ("weight",)
     needs_target_cos: ClassVar[bool] = False
+    rows_per_class: int = 1  # K rows of each per-class tensor per class (Sub-center ArcFace)
 
     def __init__(
         self,
@@ -166,7 +168,8 @@ class Head(nn.Module):
         ``update_state`` (training mode), ``logit_spec``, ``fused_cross_entropy``.
         """
         stats = batch_stats(embeddings, weight, local_labels, labels,
-                            target_cos=self.needs_target_cos, group=process_group)
+                            target_cos=self.needs_target_cos, group=process_group,
+                            sub_centers=self.rows_per_class)
         if self.training:
             self.update_state(stats)
         return fused_cross_entropy(

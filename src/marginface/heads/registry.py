@@ -11,10 +11,15 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from marginface.heads.adaface import AdaFace
 from marginface.heads.base import Head
+from marginface.heads.curricular import CurricularFace
+from marginface.heads.elastic import ElasticArcFace, ElasticCosFace
+from marginface.heads.magface import MagFace
 from marginface.heads.margin import AMSoftmax, ArcFace, CombinedMargin, CosFace, NormFace
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace
+from marginface.heads.subcenter import SubCenterArcFace
 
 __all__ = ["register_head", "get_head_class", "create_head", "list_heads", "head_options"]
 
@@ -26,6 +31,12 @@ _BUILTIN: dict[str, type[Head]] = {
     "arcface": ArcFace,
     "combined": CombinedMargin,
     "sphereface": SphereFace,
+    "curricularface": CurricularFace,
+    "adaface": AdaFace,
+    "magface": MagFace,
+    "elasticface_arc": ElasticArcFace,
+    "elasticface_cos": ElasticCosFace,
+    "subcenter_arcface": SubCenterArcFace,
 }
 _registry: dict[str, type[Head]] = dict(_BUILTIN)
 

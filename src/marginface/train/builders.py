@@ -72,14 +72,24 @@ def build_head(config: HeadConfig, embedding_dim: int, num_classes: int) -> nn.M
 
 
 def build_train_dataset(config: DataConfig, input_size: tuple[int, int], seed: int) -> Dataset:
-    """The training set: items ``(image, label)``, image uint8 (3, H, W) or preprocessed float."""
+    """The training set: items ``(image, label)``, image uint8 (3, H, W) or preprocessed float.
+
+    ``data.exclude_list`` drops the samples it names (``marginface.train.exclusion``).
+    """
     if config.kind == "synthetic":
         s = config.synthetic
-        return SyntheticFaces(s.num_identities, s.images_per_identity,
-                              image_size=tuple(input_size), seed=s.seed, split="train")
-    from marginface.train.real_data import build_real_dataset
+        dataset: Dataset = SyntheticFaces(s.num_identities, s.images_per_identity,
+                                          image_size=tuple(input_size), seed=s.seed,
+                                          split="train")
+    else:
+        from marginface.train.real_data import build_real_dataset
 
-    return build_real_dataset(config, input_size)
+        dataset = build_real_dataset(config, input_size)
+    if config.exclude_list is None:
+        return dataset
+    from marginface.train.exclusion import ExcludedSamples
+
+    return ExcludedSamples(dataset, config.exclude_list)
 
 
 def dataset_labels(dataset: Dataset) -> np.ndarray:

@@ -89,6 +89,7 @@ class DataConfig:
     num_workers: int = 0
     people_file: str | None = None  # LFW protocol: people.txt restricting the training identities
     exclude_fold: int | None = None  # LFW protocol: the fold whose people are held out (1..10)
+    exclude_list: str | None = None  # text file of sample keys to leave out (subcenter-clean)
 
 
 @dataclass

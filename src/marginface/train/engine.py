@@ -94,6 +94,10 @@ class Trainer:
         self.train_dataset = train_dataset if train_dataset is not None else \
             builders.build_train_dataset(c.data, input_size, c.seed)
         self.num_classes = builders.check_train_dataset(self.train_dataset, c.data.num_classes)
+        excluded = getattr(self.train_dataset, "excluded", 0)
+        if excluded and self.ctx.is_main:
+            print(f"data.exclude_list: {excluded} image(s) left out, "
+                  f"{len(self.train_dataset)} remain")
         self.sampler = EpochBatchSampler(len(self.train_dataset), c.train.batch_size, seed=c.seed,
                                          rank=self.ctx.rank, world_size=self.ctx.world_size)
         self.total_steps = c.train.max_steps or c.train.epochs * self.sampler.steps_per_epoch
@@ -294,7 +298,8 @@ class Trainer:
                           best_metric_set=c.eval.best_metric_set,
                           best_accuracy=self.best_accuracy, best_step=self.best_step,
                           world_size=self.ctx.world_size, num_classes=self.num_classes,
-                          skipped=getattr(self.train_dataset, "skipped", 0), model=self.model)
+                          skipped=getattr(self.train_dataset, "skipped", 0), model=self.model,
+                          excluded=getattr(self.train_dataset, "excluded", 0))
 
     def _evaluate_and_keep_best(self) -> dict[str, dict[str, Any]]:
         reports = self.evaluate()  # rank 0 only

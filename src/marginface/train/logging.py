@@ -190,6 +190,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     ]
     if summary.get("skipped_images"):
         lines.append(f"unreadable images skipped: {summary['skipped_images']}")
+    if summary.get("excluded_images"):
+        lines.append(f"images left out by data.exclude_list: {summary['excluded_images']}")
     return "\n".join(lines)
 
 

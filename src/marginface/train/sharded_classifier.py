@@ -105,11 +105,17 @@ class ShardedClassifier(nn.Module):
         self.rank, self.world_size = rank, world_size
         self.class_start, self.num_local = shard_range(self.num_classes, rank, world_size)
         self.sample_rate, self.process_group = sample_rate, process_group
+        self.head_rows = head.rows_per_class
         self.head = self._local_copy(head)
+
+    def _rows(self) -> slice:
+        """This rank's rows of the per-class tensors (a class's K sub-centre rows together)."""
+        k = self.head_rows
+        return slice(self.class_start * k, (self.class_start + self.num_local) * k)
 
     def _local_copy(self, head: Head) -> Head:
         """``head`` with its per-class tensors cut to this rank's rows (never copied whole)."""
-        rows = slice(self.class_start, self.class_start + self.num_local)
+        rows = self._rows()
         memo: dict[int, Any] = {}
         for name in head.class_tensors:
             full = getattr(head, name)
@@ -177,7 +183,10 @@ class ShardedClassifier(nn.Module):
         index, local = self._sample(local)
         weight, bias = head.weight, head.fused_bias()
         if index is not None:
-            weight = weight[index]
+            k = self.head_rows
+            rows = index if k == 1 else (index.unsqueeze(1) * k + torch.arange(
+                k, device=index.device)).flatten()
+            weight = weight[rows]
             bias = None if bias is None else bias[index]
         loss = head.fused_loss(embeddings, weight, local, labels, bias=bias, process_group=group)
         extra = head.extra_loss(local_embeddings, local_labels)
@@ -196,12 +205,13 @@ class ShardedClassifier(nn.Module):
         group = self._group()
         if group is None:
             return t.detach().clone()
-        rows = self.num_classes // self.world_size + (self.num_classes % self.world_size > 0)
+        k = self.head_rows
+        rows = (self.num_classes // self.world_size + (self.num_classes % self.world_size > 0)) * k
         padded = t.new_zeros(rows, *t.shape[1:])
         padded[: t.shape[0]] = t.detach()
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded, group=group)
-        return torch.cat([p[: shard_range(self.num_classes, r, self.world_size)[1]]
+        return torch.cat([p[: shard_range(self.num_classes, r, self.world_size)[1] * k]
                           for r, p in enumerate(parts)])
 
     def full_state_dict(self) -> dict[str, Tensor]:
@@ -221,13 +231,13 @@ class ShardedClassifier(nn.Module):
         Per-class tensors are required; other entries (SphereFace's ``iteration``) are loaded
         when present.
         """
-        rows = slice(self.class_start, self.class_start + self.num_local)
+        rows = self._rows()
         own = self.head.state_dict()
         with torch.no_grad():
             for key, mine in own.items():
                 value = state.get(key)
                 if key in self.head.class_tensors:
-                    want = (self.num_classes, *mine.shape[1:])
+                    want = (self.num_classes * self.head_rows, *mine.shape[1:])
                     if not isinstance(value, Tensor) or tuple(value.shape) != want:
                         got = tuple(value.shape) if isinstance(value, Tensor) else value
                         raise ValueError(f"state[{key!r}] must have shape {want}, got {got}")
@@ -239,7 +249,8 @@ class ShardedClassifier(nn.Module):
         """The optimizer's state dict with every per-row tensor gathered whole (a collective)."""
         state = copy.copy(optimizer.state_dict())
         state["state"] = {
-            key: {name: (self.gather_rows(value).cpu() if self._is_rows(value, self.num_local)
+            key: {name: (self.gather_rows(value).cpu()
+                         if self._is_rows(value, self.num_local * self.head_rows)
                          else value) for name, value in entry.items()}
             for key, entry in state["state"].items()
         }
@@ -248,10 +259,11 @@ class ShardedClassifier(nn.Module):
     def load_full_optimizer_state(self, optimizer: torch.optim.Optimizer,
                                   state: dict[str, Any]) -> None:
         """Load a whole optimizer state (``full_optimizer_state``), keeping this rank's rows."""
-        rows = slice(self.class_start, self.class_start + self.num_local)
+        rows = self._rows()
         local = copy.copy(state)
         local["state"] = {
-            key: {name: (value[rows].clone() if self._is_rows(value, self.num_classes)
+            key: {name: (value[rows].clone()
+                         if self._is_rows(value, self.num_classes * self.head_rows)
                          else value) for name, value in entry.items()}
             for key, entry in state["state"].items()
         }

@@ -50,6 +50,7 @@ class RunSummary:
     num_classes: int | None = None
     verification: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped_images: int = 0
+    excluded_images: int = 0  # left out by data.exclude_list
     interrupted: bool = False
     text: str = ""  # the short report printed at the end (empty when not finished)
 
@@ -82,7 +83,7 @@ def save_model_file(model: nn.Module, run_dir: Path) -> Path:
 def finish_run(run_dir: Path, totals: RunTotals, reports: dict[str, dict[str, Any]], *,
                best_metric_set: str | None, best_accuracy: float | None,
                best_step: int | None, world_size: int, num_classes: int, skipped: Any,
-               model: nn.Module) -> RunSummary:
+               model: nn.Module, excluded: int = 0) -> RunSummary:
     """Write the model file, summary.json and the plots; return the summary (with ``text``)."""
     key = best_metric_set or (next(iter(reports)) if reports else None)
     summary = RunSummary(
@@ -103,6 +104,7 @@ def finish_run(run_dir: Path, totals: RunTotals, reports: dict[str, dict[str, An
                                                  "pairs")}
                       for k, v in reports.items()},
         skipped_images=count_skipped(skipped),
+        excluded_images=int(excluded),
     )
     save_model_file(model, run_dir)
     record = summary.to_dict()

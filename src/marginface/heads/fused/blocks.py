@@ -31,7 +31,8 @@ from marginface.heads.fp16_scale import fp16_gradient_scale
 from marginface.heads.fused import kernels
 from marginface.heads.fused.negatives import NegativeBlocks
 
-__all__ = ["TARGET_WORKING_BYTES", "choose_block_size", "forward_lse", "backward_blocks"]
+__all__ = ["TARGET_WORKING_BYTES", "choose_block_size", "forward_lse", "backward_blocks",
+           "accumulate_block", "block_targets"]
 
 TARGET_WORKING_BYTES = 16 * 2**20
 _ALIGN = 256
@@ -65,10 +66,11 @@ def choose_block_size(batch: int, num_classes: int, embedding_dim: int,
     return min(block, math.ceil(max(num_classes, 1) / _ALIGN) * _ALIGN)
 
 
-def _block_targets(tgt_local: Tensor, b0: int, b1: int) -> tuple[Tensor, Tensor]:
+def block_targets(tgt_local: Tensor, b0: int, b1: int) -> tuple[Tensor, Tensor]:
     """Rows whose target class lies in [b0, b1) and that class's column inside the block."""
     rows = ((tgt_local >= b0) & (tgt_local < b1)).nonzero().squeeze(1)
     return rows, tgt_local[rows] - b0
+
 
 
 def _weight_block(weight: Tensor, inv_norm: Tensor | None, b0: int, b1: int,
@@ -134,7 +136,7 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
             b1 = min(b0 + block, num)
             wb, col = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
             r = _product(xm, wb, work, b1 - b0)
-            rows, cols = _block_targets(tgt_local, b0, b1)
+            rows, cols = block_targets(tgt_local, b0, b1)
             if rows.numel():
                 r[rows, cols] = -math.inf  # the target terms are added once, below
             total += kernels.exp_rowsum(r, col, neg)
@@ -155,16 +157,27 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
         wb, col = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
         addend = None if bias is None else bias[b0:b1].unsqueeze(0)
         lg = _logits_into(work[: batch * (b1 - b0)].view(batch, b1 - b0), xm, wb, col, addend)
-        if negatives is not None:
-            negatives.logits_(lg)
-        rows, cols = _block_targets(tgt_local, b0, b1)
-        if rows.numel():
-            lg[rows, cols] = tgt_logit[rows]
-        new_max = torch.maximum(run_max, lg.amax(1))
-        total.mul_(torch.exp(run_max - new_max))
-        total += lg.sub_(new_max.unsqueeze(1)).exp_().sum(1)
-        run_max = new_max
+        run_max = accumulate_block(lg, b0, b1, tgt_local, tgt_logit, run_max, total, negatives)
     return run_max + total.log()
+
+
+def accumulate_block(lg: Tensor, b0: int, b1: int, tgt_local: Tensor, tgt_logit: Tensor,
+                     run_max: Tensor, total: Tensor,
+                     negatives: NegativeBlocks | None = None) -> Tensor:
+    """One block of the running-max logsumexp; returns the new running max (``total`` updated).
+
+    ``lg`` (clobbered) holds the block's logits of classes [b0, b1): the negatives are mapped,
+    the target entries set to ``tgt_logit``, then everything is added to ``total``.
+    """
+    if negatives is not None:
+        negatives.logits_(lg)
+    rows, cols = block_targets(tgt_local, b0, b1)
+    if rows.numel():
+        lg[rows, cols] = tgt_logit[rows]
+    new_max = torch.maximum(run_max, lg.amax(1))
+    total.mul_(torch.exp(run_max - new_max))
+    total += lg.sub_(new_max.unsqueeze(1)).exp_().sum(1)
+    return new_max
 
 
 def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tensor | None,
@@ -200,7 +213,7 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
         n = b1 - b0
         wb, col = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
         r = _product(xm, wb, prod, n)
-        rows, cols = _block_targets(tgt_local, b0, b1)
+        rows, cols = block_targets(tgt_local, b0, b1)
         if rows.numel():
             r[rows, cols] = -math.inf  # exp gives 0 there; the target gradient is set below
         # g = dL/dz (times 1/|w_j| when normalised: both products then use the raw rows)

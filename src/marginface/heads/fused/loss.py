@@ -38,6 +38,11 @@ from marginface.heads.fused.gradient_cache import reusable_gradient
 from marginface.heads.fused.negatives import NegativeBlocks
 from marginface.heads.fused.spec import EPS as _EPS
 from marginface.heads.fused.spec import LogitSpec
+from marginface.heads.fused.subcenters import (
+    subcenter_backward,
+    subcenter_forward_lse,
+    subcenter_target,
+)
 from marginface.heads.precision_matmul import check_matmul_dtype
 from marginface.validation import (
     check_embeddings,
@@ -96,14 +101,21 @@ class _FusedCrossEntropy(torch.autograd.Function):
         if spec.kind != "softmax":
             inv_norm = torch.linalg.vector_norm(w, dim=1).clamp_min_(_EPS).reciprocal_()
         # Target logits from the gathered target rows (B x D work, full precision).
-        wy = w[local_labels[owned]]
+        k = spec.sub_centers
         tgt_logit = torch.zeros(x.shape[0], dtype=cd, device=x.device)
-        tgt_cos = tgt_t = tgt_dt = tgt_dn = None
+        tgt_cos = tgt_t = tgt_dt = tgt_dn = tgt_k = None
         if spec.kind == "softmax":
-            z = (x[owned] * wy).sum(1)
+            z = (x[owned] * w[local_labels[owned]]).sum(1)
             tgt_logit[owned] = z if b is None else z + b[local_labels[owned]]
         else:
-            tgt_cos = (unit[owned] * wy).sum(1) * inv_norm[local_labels[owned]]
+            if k > 1:  # the nearest of the class's K sub-centres (and which one, for backward)
+                tgt_cos, owned_k = subcenter_target(unit[owned], w, inv_norm,
+                                                    local_labels[owned], k)
+                tgt_k = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+                tgt_k[owned] = owned_k
+            else:
+                tgt_cos = (unit[owned] * w[local_labels[owned]]).sum(1) * inv_norm[
+                    local_labels[owned]]
             tgt_t, tgt_dt, tgt_dn = spec.target_terms(tgt_cos, norm[owned], owned)
             factor = spec.scale if spec.kind == "margin" else norm[owned]
             tgt_logit[owned] = factor * tgt_t
@@ -114,8 +126,12 @@ class _FusedCrossEntropy(torch.autograd.Function):
         if spec.kind == "margin" and negatives is None and spec.target_fn is None:
             # Every logit is at most s (|cos| <= 1, psi - m3 <= 1): a fixed, safe shift.
             shift = torch.full((x.shape[0],), spec.scale, dtype=cd, device=x.device)
-        lse = forward_lse(xm, w, b, inv_norm, local_labels, tgt_logit, block, shift, cd,
-                          negatives)
+        if k > 1:
+            lse = subcenter_forward_lse(xm, w, inv_norm, k, local_labels, tgt_logit, block, cd,
+                                        negatives)
+        else:
+            lse = forward_lse(xm, w, b, inv_norm, local_labels, tgt_logit, block, shift, cd,
+                              negatives)
         if group is not None:
             gmax = lse.clone()
             dist.all_reduce(gmax, op=dist.ReduceOp.MAX, group=group)
@@ -128,7 +144,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
         ctx.save_for_backward(embeddings, weight, bias, local_labels, inv_norm, lse, tgt_logit,
                               owned, tgt_cos, tgt_t, tgt_dt, tgt_dn)
         ctx.spec, ctx.block, ctx.mmd, ctx.cd = spec, block, mmd, cd
-        ctx.negatives = negatives
+        ctx.negatives, ctx.tgt_k = negatives, tgt_k
         return loss.to(embeddings.dtype if embeddings.dtype == torch.float64 else cd)
 
     @staticmethod
@@ -163,8 +179,13 @@ class _FusedCrossEntropy(torch.autograd.Function):
             tgt_grad = torch.zeros(batch, dtype=cd, device=x.device)
             tgt_grad[owned] = g_y if spec.kind == "softmax" else g_y * tgt_dt
             shift = lse - math.log(mag)
-            grad_xm = backward_blocks(xm, w, b, inv_norm, local_labels, tgt_grad, ctx.block,
-                                      shift, cd, grad_w, grad_b, ctx.negatives)
+            if spec.sub_centers > 1:
+                grad_xm = subcenter_backward(xm, w, inv_norm, spec.sub_centers, local_labels,
+                                             tgt_grad, ctx.tgt_k, ctx.block, shift, cd, grad_w,
+                                             ctx.negatives)
+            else:
+                grad_xm = backward_blocks(xm, w, b, inv_norm, local_labels, tgt_grad,
+                                          ctx.block, shift, cd, grad_w, grad_b, ctx.negatives)
             if spec.kind == "margin":
                 gu = grad_xm * spec.scale  # d/d unit
                 radial = (gu * unit).sum(1, keepdim=True)
@@ -214,7 +235,19 @@ def fused_cross_entropy(embeddings: Tensor, weight: Tensor, labels: Tensor, spec
     another rank holds the class, and the result is the mean over the whole batch on every rank.
     """
     spec.check_supported()
-    block = choose_block_size(embeddings.shape[0], weight.shape[0], weight.shape[1], block_size)
+    k = spec.sub_centers
+    if k > 1:
+        if weight.shape[0] % k or bias is not None:
+            raise ValueError(f"sub_centers={k} needs a weight of K rows per class and no bias, "
+                             f"got {weight.shape[0]} rows")
+        # block_size counts classes; the automatic rule counts product columns (K per class)
+        block = block_size if block_size is not None else max(
+            1, choose_block_size(embeddings.shape[0], weight.shape[0], weight.shape[1]) // k)
+        block = choose_block_size(embeddings.shape[0], weight.shape[0] // k, weight.shape[1],
+                                  block)
+    else:
+        block = choose_block_size(embeddings.shape[0], weight.shape[0], weight.shape[1],
+                                  block_size)
     return _FusedCrossEntropy.apply(embeddings, weight, bias, labels.long(), spec, block,
                                     matmul_dtype, process_group)
 

@@ -65,10 +65,10 @@ class LogitSpec:
     ``dt/d|x|`` when the margin depends on the norm, as MagFace's). ``negatives`` changes the
     non-target logits to ``s * n(cos)`` ("margin" kind only).
 
-    Declared for the modern heads, not computed yet (the fused and sharded losses raise
-    ``NotImplementedError``): ``sub_centers = K > 1`` (the weight holds K rows per class,
-    ``cos_ij`` is the maximum over them; Sub-center ArcFace) and ``binary`` (one-vs-all sigmoid
-    losses instead of the softmax; SphereFace2, UniFace).
+    ``sub_centers = K > 1`` ("margin" kind): the weight holds K rows per class (class-major,
+    row ``j K + k``) and ``cos_ij`` is the maximum over them (Sub-center ArcFace;
+    ``marginface.heads.fused.subcenters``). Declared, not computed yet (``NotImplementedError``):
+    ``binary`` (one-vs-all sigmoid losses instead of the softmax; SphereFace2, UniFace).
     """
 
     kind: str
@@ -114,10 +114,11 @@ class LogitSpec:
         """NotImplementedError for what the interface declares but the losses do not compute."""
         if self.kind not in ("margin", "sphereface", "softmax"):
             raise ValueError(f"kind must be 'margin', 'sphereface' or 'softmax', got {self.kind!r}")
-        if self.sub_centers != 1:
-            raise NotImplementedError(
-                f"sub_centers={self.sub_centers}: the max over sub-centres comes with the "
-                f"modern-heads work; the fused and sharded losses take one centre per class")
+        if isinstance(self.sub_centers, bool) or not isinstance(self.sub_centers, int) or (
+                self.sub_centers < 1):
+            raise ValueError(f"sub_centers must be an integer >= 1, got {self.sub_centers!r}")
+        if self.sub_centers > 1 and self.kind != "margin":
+            raise ValueError(f"sub_centers need kind 'margin', got {self.kind!r}")
         if self.binary:
             raise NotImplementedError(
                 "binary (one-vs-all) losses come with the modern-heads work; the fused and "
@@ -140,8 +141,11 @@ class BatchStats:
 
 
 def batch_stats(embeddings: Tensor, weight: Tensor, local_labels: Tensor, labels: Tensor, *,
-                target_cos: bool, group: dist.ProcessGroup | None = None) -> BatchStats:
-    """``BatchStats`` of a (global) batch; ``local_labels`` index ``weight`` or are -1.
+                target_cos: bool, group: dist.ProcessGroup | None = None,
+                sub_centers: int = 1) -> BatchStats:
+    """``BatchStats`` of a (global) batch; ``local_labels`` index ``weight``'s classes or are -1.
+
+    With ``sub_centers = K > 1`` the target cosine is the maximum over the class's K rows.
 
     With a process group each rank computes the target cosines of the rows whose class it holds
     and one all-reduce (sum) gives every rank all of them.
@@ -154,10 +158,13 @@ def batch_stats(embeddings: Tensor, weight: Tensor, local_labels: Tensor, labels
         cos = None
         if target_cos:
             owned = (local_labels >= 0).nonzero().squeeze(1)
-            wy = weight.detach()[local_labels[owned]].to(dtype)
+            k = sub_centers
+            rows = local_labels[owned].unsqueeze(1) * k + torch.arange(k, device=x.device)
+            wy = weight.detach()[rows].to(dtype)  # (owned, K, D)
             unit = x[owned] / norms[owned].clamp_min(EPS).unsqueeze(1)
             cos = torch.zeros_like(norms)
-            cos[owned] = (unit * wy).sum(1) / wy.norm(dim=1).clamp_min(EPS)
+            cos[owned] = ((unit.unsqueeze(1) * wy).sum(2) / wy.norm(dim=2).clamp_min(EPS)
+                          ).amax(1)
             if group is not None:
                 dist.all_reduce(cos, group=group)
     return BatchStats(labels=labels.detach(), norms=norms, target_cos=cos)
