@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "embed",
     "verify",
     "align",
+    "detect",
     "pack",
     "export",
     "caffe",
