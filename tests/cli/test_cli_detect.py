@@ -86,3 +86,43 @@ def test_embed_and_verify_detect(photos, tmp_path, capsys):
     assert main(["verify", str(a), str(photos / "blank" / "grey.png"), "--model",
                  str(model_file), "--detect"]) == 2
     assert "no face found in image" in capsys.readouterr().err
+
+
+@pytest.mark.shared
+def test_evaluate_detect_counts_no_face_pairs(photos, tmp_path, capsys):
+    from marginface.data import write_pairs_list
+
+    model = models.create_model("mobilefacenet", input_size=(112, 96), embedding_dim=32)
+    model_file = tmp_path / "tiny.safetensors"
+    models.save_model(model.eval(), model_file)
+    lines = [(f"photos/{PEOPLE[1]}", f"photos/{PEOPLE[2]}", True),
+             (f"photos/{PEOPLE[0]}", f"photos/{PEOPLE[1]}", False),
+             (f"photos/{PEOPLE[0]}", "photos/blank/grey.png", False)] * 12
+    write_pairs_list(tmp_path / "pairs.txt", lines)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(model_file), "--pairs", str(tmp_path / "pairs.txt"),
+                 "--out", str(out), "--detect", "--workers", "0", "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["detection"]["no_face_pairs"] == 12
+    [no_face] = report["detection"]["no_face_images"]
+    assert no_face.endswith("photos/blank/grey.png")
+    assert report["detection"]["faces_per_image"] == {"0": 1, "1": 3}
+    # every embedded face came from detection (taken as an aligned crop), none from landmarks
+    assert report["alignment"] == {"landmarks": 0, "template": 3, "center": 0}
+    assert "12 pairs left out" in capsys.readouterr().out
+
+
+@pytest.mark.shared
+def test_pack_detect_builds_a_rec_from_raw_photos(photos, tmp_path, capsys):
+    from marginface.data.recfile import RecordDataset
+
+    rec = tmp_path / "train.rec"
+    assert main(["pack", str(photos), str(rec), "--detect", "--template", "arcface_112x112",
+                 "--workers", "0", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 with no face" in printed and "packed 3 images of 2 identities" in printed
+    assert (tmp_path / "property").read_text().strip() == "2,112,112"
+    assert len(RecordDataset(rec)) == 3
+    assert not list(tmp_path.glob(".aligned-*"))  # the staging folder is gone
+    assert main(["pack", str(photos), str(rec), "--detect"]) == 2
+    assert "--template" in capsys.readouterr().err

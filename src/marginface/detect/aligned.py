@@ -11,19 +11,20 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from marginface.atomic import atomic_write_bytes
 from marginface.data.align import align_face
 from marginface.data.imagefolder import list_image_tree
-from marginface.data.pairs import ImageItem
+from marginface.data.pairs import ImageItem, PairSet
 from marginface.detect.batch import DetectionReport, detect_items, relative_items
 from marginface.detect.detector import FaceDetector
 from marginface.detect.faces import Face
 from marginface.detect.images import ImageSource
 from marginface.templates import template_size
 
-__all__ = ["ONE_FACE_POLICIES", "detect_and_align", "align_folder_detected"]
+__all__ = ["ONE_FACE_POLICIES", "detect_and_align", "align_folder_detected", "detect_pairset"]
 
 ONE_FACE_POLICIES = ("central", "largest")
 
@@ -90,3 +91,36 @@ def align_folder_detected(
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, item.source)
     return report
+
+
+def detect_pairset(
+    pairs: PairSet,
+    template: str,
+    *,
+    policy: str = "central",
+    num_workers: int = 2,
+    progress: bool = True,
+    skip_bad_images: bool = False,
+) -> tuple[PairSet, DetectionReport, int]:
+    """The pair set with every image replaced by its detected, aligned face (landmarks of the set
+    ignored). Pairs with an image that has no face (or, with ``skip_bad_images``, cannot be read)
+    are left out and added to ``skipped``; returns ``(pairs, report, no_face_pairs)``."""
+    if pairs.aligned:
+        raise ValueError(f"{pairs.name} holds aligned crops (a .bin): --detect needs raw photos")
+    names = [item.name for item in pairs.images]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{pairs.name}: image names are not unique")
+    aligned, report = detect_and_align(
+        [(item.source, item.name) for item in pairs.images], template, policy=policy,
+        num_workers=num_workers, progress=progress, skip_bad_images=skip_bad_images)
+    by_name = {item.name: item for item in aligned}
+    has_face = np.array([name in by_name for name in names], dtype=bool)
+    keep = has_face[pairs.pairs].all(axis=1)
+    images = [by_name.get(name, ImageItem(b"", name)) for name in names]
+    detected = PairSet(images=images, pairs=pairs.pairs, issame=pairs.issame, folds=pairs.folds,
+                       name=pairs.name, aligned=False, skipped=pairs.skipped,
+                       skipped_images=list(pairs.skipped_images))
+    no_face = set(report.no_face)
+    no_face_pairs = int(np.isin(pairs.pairs, [i for i, n in enumerate(names) if n in no_face])
+                        .any(axis=1).sum())
+    return detected.subset(keep), report, no_face_pairs
