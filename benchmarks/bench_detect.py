@@ -9,7 +9,7 @@ used), with the faces found per image. Appends a run to benchmarks/results/detec
 (``--quick``: detect_quick.json).
 
     PYTHONPATH=src python benchmarks/bench_detect.py                # whole LFW (the full run)
-    PYTHONPATH=src python benchmarks/bench_detect.py --quick        # 200 images, 300 pairs
+    PYTHONPATH=src python benchmarks/bench_detect.py --quick        # 200 images, 100 pairs
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def accuracy(model: torch.nn.Module, engine: str, pair_step: int, workers: int) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 images, every 20th pair")
+    parser.add_argument("--quick", action="store_true", help="200 images, every 60th pair")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
@@ -166,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     results["lfw_detection"] = landmarks(detector, names, args.batch)
     print(f"LFW detection and landmarks: {results['lfw_detection']}", flush=True)
     model, engine = _model(), _engine()
-    results["pipeline"] = pipeline(model, names[:500], engine, args.workers)
+    results["pipeline"] = pipeline(model, names[:100 if args.quick else 500], engine,
+                                   args.workers)
     print(f"detect + align + embed: {results['pipeline']}", flush=True)
     if not args.skip_accuracy:
-        results["lfw_accuracy"] = accuracy(model, engine, 20 if args.quick else 1, args.workers)
+        results["lfw_accuracy"] = accuracy(model, engine, 60 if args.quick else 1, args.workers)
         print(f"LFW accuracy from detected faces: {results['lfw_accuracy']}", flush=True)
     results["load_after"] = os.getloadavg()[0]
     results["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

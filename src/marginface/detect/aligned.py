@@ -110,8 +110,9 @@ def detect_pairset(
     names = [item.name for item in pairs.images]
     if len(set(names)) != len(names):
         raise ValueError(f"{pairs.name}: image names are not unique")
+    used = np.unique(pairs.pairs.ravel())  # only images some pair refers to
     aligned, report = detect_and_align(
-        [(item.source, item.name) for item in pairs.images], template, policy=policy,
+        [(pairs.images[i].source, names[i]) for i in used], template, policy=policy,
         num_workers=num_workers, progress=progress, skip_bad_images=skip_bad_images)
     by_name = {item.name: item for item in aligned}
     has_face = np.array([name in by_name for name in names], dtype=bool)
