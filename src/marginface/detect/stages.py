@@ -61,7 +61,7 @@ def pnet_proposals(pnet: torch.nn.Module, images: torch.Tensor, scales: list[flo
     found: list[tuple[torch.Tensor, ...]] = []
     # Area resampling is linear: normalising once before the pyramid is the same as per level.
     normalised = normalise(images)
-    for level, scale in enumerate(scales):
+    for scale in scales:
         size = (math.ceil(height * scale), math.ceil(width * scale))
         prob, reg = pnet(F.interpolate(normalised, size=size, mode="area"))
         n, y, x = torch.nonzero(prob >= threshold, as_tuple=True)
@@ -74,12 +74,11 @@ def pnet_proposals(pnet: torch.nn.Module, images: torch.Tensor, scales: list[flo
         scores = prob[n, y, x]
         offsets = reg[n, :, y, x]
         keep = batched_nms(boxes, scores, n, nms_threshold)
-        found.append((n[keep], boxes[keep], scores[keep], offsets[keep],
-                      torch.full_like(n[keep], level)))
+        found.append((n[keep], boxes[keep], scores[keep], offsets[keep]))
     if not found:
         empty = images.new_zeros((0, 4))
         return images.new_zeros(0, dtype=torch.long), empty, images.new_zeros(0), empty
-    n, boxes, scores, offsets, _ = (torch.cat(parts) for parts in zip(*found, strict=True))
+    n, boxes, scores, offsets = (torch.cat(parts) for parts in zip(*found, strict=True))
     return n, boxes, scores, offsets
 
 
