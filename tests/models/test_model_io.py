@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -113,3 +114,33 @@ def test_model_without_config_cannot_be_saved(tmp_path):
     del model.config
     with pytest.raises(ValueError, match="config"):
         save_model(model, tmp_path / "m.safetensors")
+
+
+def test_model_fingerprint_follows_the_tensors(tmp_path):
+    from marginface.models import model_fingerprint
+
+    model = _trained("sphere20", input_size=SMALL)
+    first = model_fingerprint(model)
+    assert len(first) == 64 and first == model_fingerprint(model.state_dict())
+    save_model(model, tmp_path / "m.safetensors")
+    assert model_fingerprint(load_model(tmp_path / "m.safetensors")) == first
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    flat = state[name].view(-1)
+    flat[0] = torch.nextafter(flat[0], flat[0] + 1)  # one ulp
+    assert model_fingerprint(state) != first
+    state = dict(model.state_dict())
+    state["renamed"] = state.pop(name)
+    assert model_fingerprint(state) != first
+    state = dict(model.state_dict())
+    state[name] = state[name].double()
+    assert model_fingerprint(state) != first
+    state = dict(model.state_dict())
+    state[name] = state[name].reshape(-1)
+    assert model_fingerprint(state) != first  # same bytes, other shape
+    # a hand-computed digest of a one-tensor state dict
+    import hashlib
+
+    t = torch.tensor([1.0, 2.0])
+    expected = hashlib.sha256(b"w\0float32\0(2,)\0" + np.array([1, 2], "<f4").tobytes())
+    assert model_fingerprint({"w": t}) == expected.hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli.options import add_embedding_options, flip_of
 from marginface.eval.images import embed_folder, embed_folder_detected
 from marginface.eval.model_report import load_model_file
 
@@ -25,10 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="with --detect: which face of an image with several")
     parser.add_argument("--skip-bad-images", action="store_true",
                         help="with --detect: skip and count unreadable or too-small images")
-    parser.add_argument("--flip", choices=["concat", "sum", "none"], default="concat")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--no-progress", action="store_true")
+    add_embedding_options(parser)
     parser.set_defaults(func=_run)
 
 
@@ -36,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.detect:
         npy, listing, report = embed_folder_detected(
             load_model_file(args.model), args.folder, args.out, face=args.face,
-            flip=None if args.flip == "none" else args.flip, batch_size=args.batch_size,
+            flip=flip_of(args), batch_size=args.batch_size,
             num_workers=args.workers, progress=not args.no_progress,
             skip_bad_images=args.skip_bad_images)
         print("\n".join([report.summary(), *report.details()]))
@@ -47,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
         args.folder,
         args.out,
         landmarks_file=args.landmarks,
-        flip=None if args.flip == "none" else args.flip,
+        flip=flip_of(args),
         batch_size=args.batch_size,
         num_workers=args.workers,
         progress=not args.no_progress,

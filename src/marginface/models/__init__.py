@@ -8,7 +8,7 @@ from marginface.deprecation import moved_names
 from marginface.models.config import ModelConfig, Preprocessing
 from marginface.models.export import export_model, export_onnx
 from marginface.models.import_weights import ImportReport, ImportRow, import_state_dict
-from marginface.models.io import load_model, read_config, save_model
+from marginface.models.io import load_model, model_fingerprint, read_config, save_model
 from marginface.models.prepare import prepare_for_inference
 from marginface.models.profiling import count_madds, count_parameters, profile
 from marginface.models.registry import create_model, default_preprocessing, list_models
@@ -27,6 +27,7 @@ __all__ = [
     "import_state_dict",
     "list_models",
     "load_model",
+    "model_fingerprint",
     "prepare_for_inference",
     "profile",
     "read_config",

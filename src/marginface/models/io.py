@@ -8,10 +8,13 @@ says how to feed it faces.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
@@ -27,6 +30,7 @@ __all__ = [
     "save_model",
     "read_config",
     "load_model",
+    "model_fingerprint",
 ]
 
 METADATA_KEY = "marginface.model_config"
@@ -103,3 +107,24 @@ def load_model(path: str | Path) -> nn.Module:
     model.load_state_dict(state, strict=True)
     model.config = config
     return model.eval()
+
+
+def model_fingerprint(model: nn.Module | Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) over a model's tensors: for each name in sorted order, the name, dtype,
+    shape and raw bytes (native little-endian layout, C order).
+
+    The same weights give the same fingerprint however they were loaded; one changed bit, a
+    renamed tensor or a cast changes it. Galleries record it so that a search with another
+    model is refused.
+    """
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name]
+        if not isinstance(tensor, torch.Tensor):
+            raise ValueError(f"model_fingerprint: entry {name!r} is not a tensor")
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        header = f"{name}\0{str(flat.dtype).removeprefix('torch.')}\0{tuple(tensor.shape)}\0"
+        digest.update(header.encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,22 @@
+"""Command-line options shared by the commands that embed image files (embed, enroll,
+identify): flip mode, batch size, decode workers, progress bar."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_embedding_options", "flip_of"]
+
+
+def add_embedding_options(parser: argparse.ArgumentParser, *, flip: bool = True) -> None:
+    """``--flip`` (unless ``flip`` is False), ``--batch-size``, ``--workers``, ``--no-progress``."""
+    if flip:
+        parser.add_argument("--flip", choices=["concat", "sum", "none"], default="concat")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader decode/align workers")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def flip_of(args: argparse.Namespace) -> str | None:
+    """The flip mode of :func:`marginface.eval.embedder.embed_batch` (None for "none")."""
+    return None if args.flip == "none" else args.flip
