@@ -7,6 +7,7 @@ import argparse
 from marginface.data.align import TEMPLATES
 from marginface.data.align_batch import align_folder, align_pairs_to_bin
 from marginface.data.loading import load_pairs
+from marginface.detect.aligned import align_folder_detected
 
 __all__ = ["register"]
 
@@ -29,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format", choices=["JPEG", "PNG"], default="JPEG", help="image format of an output folder"
     )
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    parser.add_argument("--detect", action="store_true",
+                        help="detect the face (MTCNN) instead of reading landmarks; "
+                        "--landmarks is then ignored (folder output only)")
+    parser.add_argument("--face", choices=["central", "largest"], default="central",
+                        help="with --detect: which face of an image with several")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-bad-images", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
@@ -43,6 +49,13 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         skip_bad_images=args.skip_bad_images,
     )
+    if args.detect:
+        if args.out.lower().endswith(".bin"):
+            raise ValueError("align --detect writes a folder; give --out a folder, not a .bin")
+        detected = align_folder_detected(
+            args.input, args.out, policy=args.face, image_format=args.format, **common)
+        print("\n".join([f"{detected.summary()} -> {args.out}", *detected.details()]))
+        return 0
     if args.out.lower().endswith(".bin"):
         pairs = load_pairs(
             args.input, landmarks_file=args.landmarks, skip_bad_images=args.skip_bad_images

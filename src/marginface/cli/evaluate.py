@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from marginface.eval.engines import ENGINES
 from marginface.eval.model_report import run_evaluation
@@ -42,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="leave out pairs with missing/undecodable images (counted in report)",
     )
     parser.add_argument("--landmarks", default=None, help="landmarks file (lfw_landmark layout)")
+    parser.add_argument("--detect", action="store_true",
+                        help="raw photos: align each image from its detected face (MTCNN); "
+                        "landmarks are ignored; pairs whose image has no face are counted")
+    parser.add_argument("--face", choices=["central", "largest"], default="central",
+                        help="with --detect: which face of an image with several")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader decode/align workers")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -69,7 +76,13 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=not args.no_progress,
         engine=args.engine,
+        detect=args.face if args.detect else None,
     )
     print(report.summary())
+    if args.detect:
+        found = json.loads((Path(args.out) / "report.json").read_text())["detection"]
+        print(f"detection ({found['policy']} face): {found['with_face']} of {found['images']} "
+              f"images with a face (faces per image {found['faces_per_image']}), "
+              f"{found['no_face']} with none -> {found['no_face_pairs']} pairs left out")
     print(f"wrote {args.out}/report.json, scores.csv, roc.png")
     return 0

@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "evaluate_identification",
     "evaluate_ijb",
     "align",
+    "detect",
     "pack",
     "export",
     "caffe",

@@ -58,6 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--report", default=None, help="take the threshold from an evaluate report.json"
     )
+    parser.add_argument("--detect", action="store_true",
+                        help="raw photos: detect (MTCNN) and align the face; landmarks ignored")
+    parser.add_argument("--face", choices=["central", "largest"], default="central",
+                        help="with --detect: which face of an image with several")
     parser.add_argument("--flip", choices=["concat", "sum", "none"], default="concat")
     parser.set_defaults(func=_run)
 
@@ -68,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         threshold = float(json.loads(Path(args.report).read_text())["threshold"])
     landmarks_a = _points(args.landmarks_a, "--landmarks-a")
     landmarks_b = _points(args.landmarks_b, "--landmarks-b")
-    if args.landmarks:
+    if args.landmarks and not args.detect:
         table = read_landmarks(args.landmarks)
         landmarks_a = landmarks_a if landmarks_a is not None else _lookup(table, args.image_a)
         landmarks_b = landmarks_b if landmarks_b is not None else _lookup(table, args.image_b)
@@ -80,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         landmarks_b=landmarks_b,
         threshold=threshold,
         flip=None if args.flip == "none" else args.flip,
+        detect=args.face if args.detect else None,
     )
     print(f"score {result.score:.4f}")
     if result.same is None:

@@ -11,6 +11,8 @@ import torch
 
 from marginface.atomic import atomic_write, atomic_write_text
 from marginface.data.loading import load_pairs
+from marginface.detect.aligned import detect_pairset
+from marginface.eval.embed import model_preprocessing
 from marginface.eval.evaluate import evaluate_model
 from marginface.eval.plots import plot_roc
 from marginface.eval.verification import VerificationReport
@@ -42,14 +44,28 @@ def run_evaluation(
     threads: int | None = None,
     progress: bool = True,
     engine: str = "torch",
+    detect: str | None = None,
 ) -> VerificationReport:
-    """Evaluate ``model_file`` on ``pairs_spec`` and write report.json, scores.csv and roc.png."""
+    """Evaluate ``model_file`` on ``pairs_spec`` and write report.json, scores.csv and roc.png.
+
+    ``detect`` ("central" / "largest"): align every image from its detected face (MTCNN) instead
+    of landmarks (any landmarks file is ignored); the report's ``detection`` counts faces per
+    image and the pairs left out because an image had no face.
+    """
     start = time.perf_counter()
     if threads is not None:
         torch.set_num_threads(threads)
     out_dir = Path(out_dir)
     model = load_model_file(model_file)
-    pairs = load_pairs(pairs_spec, landmarks_file=landmarks_file, skip_bad_images=skip_bad_images)
+    pairs = load_pairs(pairs_spec, landmarks_file=None if detect else landmarks_file,
+                       skip_bad_images=skip_bad_images)
+    detection: dict | None = None
+    if detect is not None:
+        _, template, _ = model_preprocessing(model)
+        pairs, found, no_face_pairs = detect_pairset(
+            pairs, template, policy=detect, num_workers=num_workers, progress=progress,
+            skip_bad_images=skip_bad_images)
+        detection = dict(found.to_dict(), policy=detect, no_face_pairs=no_face_pairs)
     evaluation = evaluate_model(
         model,
         pairs,
@@ -82,5 +98,7 @@ def run_evaluation(
         missing_images=evaluation.missing_images,
         seconds=round(time.perf_counter() - start, 2),
     )
+    if detection is not None:
+        payload["detection"] = detection
     atomic_write_text(out_dir / "report.json", json.dumps(payload, indent=2) + "\n")
     return report
