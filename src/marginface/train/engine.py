@@ -38,12 +38,18 @@ from marginface.train.checkpoint import (
     restore_rng_state,
 )
 from marginface.train.classifier import build_classifier
+from marginface.train.compiled import CompiledBackbone
 from marginface.train.config import Config, config_from_dict, config_to_dict, save_config
 from marginface.train.distributed import DistContext, any_rank, wrap_backbone
 from marginface.train.evaluation import best_metric, evaluate_pair_set
 from marginface.train.logging import MetricsWindow, RunLogger
 from marginface.train.optim import build_run_optimizers
-from marginface.train.precision import autocast_context, check_precision, make_grad_scaler
+from marginface.train.precision import (
+    autocast_context,
+    check_precision,
+    make_grad_scaler,
+    resolve_precision,
+)
 from marginface.train.sampling import EpochBatchSampler
 from marginface.train.summary import RunSummary, RunTotals, finish_run
 
@@ -84,7 +90,9 @@ class Trainer:
             config.train.max_steps = int(max_steps)
         self.ctx = ctx or DistContext(device=torch.device(config.train.device))
         self.config = c = config
-        check_precision(c.train.precision, self.ctx.device)
+        # "auto" is resolved here, once per run (the saved config keeps what the user wrote)
+        self.precision = resolve_precision(c.train.precision, c.train.compile, self.ctx.device)
+        check_precision(self.precision, self.ctx.device)
         if c.train.threads:
             torch.set_num_threads(c.train.threads)
         torch.manual_seed(c.seed)
@@ -102,6 +110,10 @@ class Trainer:
 
         self.model = (model if model is not None else builders.build_model(c.model))
         self.model.to(self.ctx.device)
+        self.memory_format = (torch.channels_last if c.train.channels_last
+                              else torch.contiguous_format)
+        if c.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.preprocessing = preprocessing_of(self.model, default=UNCONFIGURED_PREPROCESSING)
         embedding_dim = builders.model_embedding_dim(self.model, input_size)
         if head is None:
@@ -112,10 +124,12 @@ class Trainer:
         self.classifier = build_classifier(head.to(self.ctx.device), self.ctx,
                                            sample_rate=c.train.sample_rate)
         self.backbone = wrap_backbone(self.model, self.ctx)
+        if c.train.compile:
+            self.backbone = CompiledBackbone(self.backbone)
 
         self.optimizer, self.head_optimizer, self.scheduler = build_run_optimizers(
             c, self.model, self.classifier, self.total_steps)
-        self.scaler = make_grad_scaler(c.train.precision)
+        self.scaler = make_grad_scaler(self.precision)
         self.step = 0
         self._loader: DataLoader | None = None
         self.best_accuracy: float | None = None
@@ -174,7 +188,7 @@ class Trainer:
         if not self.ctx.is_main:
             return {}
         e = self.config.eval
-        autocast = torch.bfloat16 if self.config.train.precision == "bf16" else None
+        autocast = torch.bfloat16 if self.precision == "bf16" else None
         reports = {}
         for pair_set in self.pair_sets:
             report = evaluate_pair_set(self.model, pair_set, preprocessing=self.preprocessing,
@@ -207,8 +221,10 @@ class Trainer:
                     flips: torch.Tensor | None) -> tuple[float, float | None]:
         dev = self.ctx.device
         x = training_inputs(images, flips, self.preprocessing, dev)
+        if self.memory_format is torch.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         labels = labels.to(dev, non_blocking=True).long()
-        with autocast_context(self.config.train.precision, dev):
+        with autocast_context(self.precision, dev):
             embeddings = self.backbone(x)
         embeddings = embeddings.float()
         step_no = self.step + 1
@@ -294,7 +310,15 @@ class Trainer:
                           best_metric_set=c.eval.best_metric_set,
                           best_accuracy=self.best_accuracy, best_step=self.best_step,
                           world_size=self.ctx.world_size, num_classes=self.num_classes,
-                          skipped=getattr(self.train_dataset, "skipped", 0), model=self.model)
+                          skipped=getattr(self.train_dataset, "skipped", 0), model=self.model,
+                          extra=self._summary_extra())
+
+    def _summary_extra(self) -> dict[str, Any]:
+        dropped = getattr(self.train_dataset, "dropped", None)
+        return {"precision": self.precision,
+                "compiled": bool(getattr(self.backbone, "active", False)),
+                "dropped_identities": dropped.identities if dropped else 0,
+                "dropped_images": dropped.images if dropped else 0}
 
     def _evaluate_and_keep_best(self) -> dict[str, dict[str, Any]]:
         reports = self.evaluate()  # rank 0 only
