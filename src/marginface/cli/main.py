@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "pack",
     "export",
     "caffe",
+    "import_weights",
 )
 
 

@@ -12,6 +12,8 @@ per-iteration LR schedule. A non-finite embedding or loss stops the run with
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -22,8 +24,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from marginface.preprocessing import preprocessing_of
+from marginface.preprocessing import Preprocessing, preprocessing_of
 from marginface.train import builders
+from marginface.train.augment import augment_batch, augment_enabled
 from marginface.train.batches import (
     UNCONFIGURED_PREPROCESSING,
     iterate_batches,
@@ -42,6 +45,7 @@ from marginface.train.compiled import CompiledBackbone
 from marginface.train.config import Config, config_from_dict, config_to_dict, save_config
 from marginface.train.distributed import DistContext, any_rank, wrap_backbone
 from marginface.train.evaluation import best_metric, evaluate_pair_set
+from marginface.train.init_from import init_backbone
 from marginface.train.logging import MetricsWindow, RunLogger
 from marginface.train.optim import build_run_optimizers
 from marginface.train.precision import (
@@ -109,6 +113,11 @@ class Trainer:
             builders.build_pair_sets(c.eval, c.data, input_size) if self.ctx.is_main else [])
 
         self.model = (model if model is not None else builders.build_model(c.model))
+        if c.model.init_from and resume_state is None:  # on resume the checkpoint has it all
+            init_backbone(self.model, c.model.init_from)
+        dropped = getattr(self.train_dataset, "dropped", None)
+        if dropped is not None and self.ctx.is_main:
+            print(f"marginface train: {dropped.message()}")
         self.model.to(self.ctx.device)
         self.memory_format = (torch.channels_last if c.train.channels_last
                               else torch.contiguous_format)
@@ -161,10 +170,17 @@ class Trainer:
             "best_accuracy": self.best_accuracy,
             "best_step": self.best_step,
             "world_size": self.ctx.world_size,
+            # model.init_from replaces the backbone's stored preprocessing: keep it with the run
+            "preprocessing": self.preprocessing.to_dict(),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        if "preprocessing" in state:  # checkpoints before issue #12 have none
+            self.preprocessing = Preprocessing.from_config(state["preprocessing"])
+            if hasattr(self.model, "config"):
+                self.model.config = dataclasses.replace(self.model.config,
+                                                        preprocessing=self.preprocessing)
         self.classifier.load_full_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.classifier.load_full_optimizer_state(self.head_optimizer, state["head_optimizer"])
@@ -215,16 +231,24 @@ class Trainer:
                                        pin_memory=self.ctx.device.type == "cuda")
         return iterate_batches(self._loader, self.sampler, num_images=len(self.train_dataset),
                                seed=self.config.seed, flip=self.config.data.flip,
-                               current_step=lambda: self.step, total_steps=self.total_steps)
+                               current_step=lambda: self.step, total_steps=self.total_steps,
+                               augment=augment_enabled(self.config.data.augment))
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor,
-                    flips: torch.Tensor | None) -> tuple[float, float | None]:
+                    flips: torch.Tensor | None,
+                    draws: torch.Tensor | None = None) -> tuple[float, float | None]:
         dev = self.ctx.device
-        x = training_inputs(images, flips, self.preprocessing, dev)
+        augment = None if draws is None else functools.partial(
+            augment_batch, draws=draws, config=self.config.data.augment)
+        x = training_inputs(images, flips, self.preprocessing, dev, augment)
         if self.memory_format is torch.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         labels = labels.to(dev, non_blocking=True).long()
-        with autocast_context(self.precision, dev):
+        # train.freeze_backbone_steps: the head learns alone on a fixed backbone (eval-mode BN,
+        # no backbone graph) before the whole network trains
+        frozen = self.step < self.config.train.freeze_backbone_steps
+        self.model.train(not frozen)
+        with autocast_context(self.precision, dev), torch.set_grad_enabled(not frozen):
             embeddings = self.backbone(x)
         embeddings = embeddings.float()
         step_no = self.step + 1
@@ -242,7 +266,8 @@ class Trainer:
             self.scaler.unscale_(self.head_optimizer)
             grad_norm = self.classifier.clip_grad_norm(
                 list(self.model.parameters()), self.config.train.grad_clip)
-        self.scaler.step(self.optimizer)
+        if not frozen:
+            self.scaler.step(self.optimizer)
         self.scaler.step(self.head_optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -260,9 +285,9 @@ class Trainer:
         last_ckpt = None
         try:
             tick = time.perf_counter()
-            for images, labels, flips in self._batches():
+            for images, labels, flips, draws in self._batches():
                 try:
-                    loss_value, grad_norm = self._train_step(images, labels, flips)
+                    loss_value, grad_norm = self._train_step(images, labels, flips, draws)
                 except TrainingDiverged as error:
                     found = list_checkpoints(self.ckpt_dir)
                     good = last_ckpt or (found[-1][1] if found else None)

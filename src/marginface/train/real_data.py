@@ -139,6 +139,15 @@ class LFWPeopleDataset(_LabelledItems):
 
 
 def build_real_dataset(config: DataConfig, input_size: tuple[int, int]) -> Dataset:
+    """The folder / rec / lfw training set, identities with fewer than
+    ``data.min_images_per_identity`` images left out (``dataset.dropped`` says how many)."""
+    from marginface.train.identity_filter import min_images_filter
+
+    return min_images_filter(_build_real_dataset(config, input_size),
+                             config.min_images_per_identity)
+
+
+def _build_real_dataset(config: DataConfig, input_size: tuple[int, int]) -> Dataset:
     from marginface.data import ImageFolderDataset, RecordDataset
 
     path = Path(config.path)
