@@ -110,6 +110,7 @@ class DataConfig:
     num_workers: int = 0
     people_file: str | None = None  # LFW protocol: people.txt restricting the training identities
     exclude_fold: int | None = None  # LFW protocol: the fold whose people are held out (1..10)
+    validation_folds: list[int] = field(default_factory=list)  # LFW: more folds held out
 
 
 @dataclass
