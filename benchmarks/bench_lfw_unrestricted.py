@@ -356,6 +356,7 @@ def main() -> int:
         args.runs = ROOT / "runs" / "lfw_unrestricted_quick"
         args.heads = args.heads or ["softmax", "cosface"]
         args.steps = args.steps or 4
+        args.freeze_steps = min(args.freeze_steps, 2)
         args.people_file = quick_people_file(args.lfw, args.runs / "people_quick.txt", 3)
         args.overrides = ["train.batch_size=16", "eval.interval=2", "train.checkpoint_interval=2",
                           "schedule.warmup_steps=1", "train.compile=false",

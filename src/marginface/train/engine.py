@@ -1,9 +1,11 @@
 """The training loop: data, precision, clipping, divergence stop, evaluation, checkpoints.
 
 One :class:`Trainer` runs one run directory. Each step: a global batch from
-:class:`~marginface.train.sampling.EpochBatchSampler`, uint8 images normalised with the backbone's
-stored preprocessing by ``marginface.preprocessing.normalize``, as evaluation does (and flipped
-per image from ``(seed, epoch)``), the backbone under the chosen
+:class:`~marginface.train.sampling.EpochBatchSampler`, uint8 images augmented
+(``marginface.train.augment``, when configured), normalised with the backbone's stored
+preprocessing by ``marginface.preprocessing.normalize``, as evaluation does (and flipped per image
+from ``(seed, epoch)``), in channels_last when asked, the backbone (compiled with
+``train.compile``, frozen for ``train.freeze_backbone_steps``) under the chosen
 precision (fp32; bf16 autocast on CPU or CUDA; fp16 autocast with a gradient scaler on CUDA), the
 head's loss in float32, backward, optional gradient-norm clipping, the optimizer and the
 per-iteration LR schedule. A non-finite embedding or loss stops the run with
