@@ -135,7 +135,10 @@ def run_paths(args: argparse.Namespace, paths: list[str]) -> list[dict]:
                        "--workers", str(args.workers),
                        *(["--threads", str(args.threads)] if args.threads else [])]
             print(f"[{name}] training {args.steps} steps ...", flush=True)
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            # a fresh inductor cache per path: otherwise a later path reuses the kernels an
+            # earlier one compiled and its compile time is understated
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(Path(tmp) / f"inductor_{name}")}
+            done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
             if done.returncode != 0:
                 print(done.stderr[-3000:], file=sys.stderr)
                 rows.append({"path": name, "error": done.stderr.strip().splitlines()[-1:]})
