@@ -37,6 +37,21 @@ def states(trainer):
             **{f"h.{k}": v for k, v in trainer.classifier.head.state_dict().items()}}
 
 
+def assert_exact_resume(tmp_path, steps, stop_after=3):
+    """Train ``steps`` whole and with a stop + resume at ``stop_after``: bit-identical weights.
+    Returns the uninterrupted trainer."""
+    whole = tiny_trainer(tmp_path / "whole", steps)
+    whole.fit()
+    tiny_trainer(tmp_path / "halves", steps).fit(stop_after=stop_after)
+    resumed = tiny_trainer(tmp_path / "halves", resume=True)
+    resumed.fit()
+    a, b = states(whole), states(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    return whole
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_exact_resume(tmp_path, optimizer):
     steps = ["train.max_steps=8", "train.checkpoint_interval=4", f"optimizer.name={optimizer}",

@@ -43,7 +43,7 @@ def test_batches_start_at_the_current_step_and_stop_at_the_total():
         step = [start]
         seen = []
         loader = make_loader(data, sampler, num_workers=0, pin_memory=False)
-        for images, _labels, flips in iterate_batches(
+        for images, _labels, flips, _draws in iterate_batches(
                 loader, sampler, num_images=10, seed=0, flip=True,
                 current_step=lambda: step[0], total_steps=total):
             assert flips is not None and flips.shape == images.shape[:1]

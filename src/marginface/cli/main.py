@@ -29,6 +29,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "export",
     "caffe",
     "subcenter_clean",
+    "import_weights",
 )
 
 

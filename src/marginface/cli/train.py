@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default: runs/<config>-<time>)")
     p.add_argument("--max-steps", type=int, help="total number of optimizer steps")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--init", metavar="MODEL.safetensors",
+                   help="start the backbone from this marginface model file, with a new head "
+                        "(= --set model.init_from=...)")
     p.add_argument("--caffe-net", metavar="NET.prototxt",
                    help="train this Caffe net (its Data/ImageData layer is fed the config's "
                         "dataset) instead of a marginface model; needs --caffe-solver")
@@ -44,7 +47,12 @@ def _train(args: argparse.Namespace) -> int:
     from marginface.train.launch import run_training
 
     try:
-        run_training(args.config, args.overrides, out=args.out, max_steps=args.max_steps,
+        overrides = list(args.overrides)
+        if args.init:
+            if args.resume:
+                raise ValueError("--init starts a new run; --resume continues one")
+            overrides.append(f"model.init_from={args.init}")
+        run_training(args.config, overrides, out=args.out, max_steps=args.max_steps,
                      resume=args.resume)
     except TrainingDiverged as error:
         print(f"marginface train: {error}", file=sys.stderr)

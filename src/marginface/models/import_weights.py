@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["ImportRow", "ImportReport", "import_state_dict"]
+__all__ = ["ImportRow", "ImportReport", "import_state_dict", "find_state_dict",
+           "import_checkpoint_file"]
 
 _COUNTER = "num_batches_tracked"
 
@@ -125,4 +128,63 @@ def import_state_dict(
             for row in report.rows:
                 own[row.model_key].copy_(foreign_state_dict[row.foreign_key])
         report.applied = True
+    return report
+
+
+_STATE_KEYS = ("state_dict", "net_state_dict", "model_state_dict", "model", "net")
+
+
+def find_state_dict(checkpoint: Any, key: str | None = None) -> Mapping[str, torch.Tensor]:
+    """The tensors of a loaded checkpoint: ``checkpoint[key]``, the checkpoint itself when all of
+    its values are tensors, or the first of the usual wrapper keys (state_dict, net_state_dict,
+    model_state_dict, model, net). ValueError listing the top-level keys otherwise."""
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"checkpoint is a {type(checkpoint).__name__}, not a mapping of tensors")
+    if key is not None:
+        if key not in checkpoint:
+            raise ValueError(f"checkpoint has no key {key!r}; its keys: {sorted(checkpoint)[:20]}")
+        return checkpoint[key]
+    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return checkpoint
+    for name in _STATE_KEYS:
+        if isinstance(checkpoint.get(name), Mapping):
+            return checkpoint[name]
+    raise ValueError(f"no state dict found in the checkpoint (keys {sorted(checkpoint)[:20]}); "
+                     f"name it with --key")
+
+
+def import_checkpoint_file(
+    checkpoint: str | Path,
+    model_name: str,
+    input_size: tuple[int, int],
+    out: str | Path | None,
+    *,
+    embedding_dim: int | None = None,
+    key: str | None = None,
+    dry_run: bool = False,
+    preprocessing: Mapping[str, Any] | None = None,
+) -> ImportReport:
+    """A foreign checkpoint file -> a marginface model file, by :func:`import_state_dict`.
+
+    The checkpoint is read with ``torch.load(weights_only=True)`` (tensors and plain containers
+    only: no code runs). ``preprocessing`` overrides the model's stored preprocessing fields
+    (``mean``, ``std``, ...). With ``dry_run`` only the report is made and nothing is written.
+    """
+    from marginface.models.io import save_model
+    from marginface.models.registry import create_model
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle errors of many types
+        raise ValueError(f"{path}: cannot be read as a tensors-only torch checkpoint: "
+                         f"{error}") from None
+    model = create_model(model_name, input_size=tuple(input_size), embedding_dim=embedding_dim)
+    report = import_state_dict(model, find_state_dict(loaded, key), dry_run=dry_run)
+    if not dry_run:
+        if out is None:
+            raise ValueError("an output model file (-o) is required unless --dry-run")
+        save_model(model, out, **dict(preprocessing or {}))
     return report

@@ -15,11 +15,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from marginface.preprocessing import Preprocessing, normalize
+from marginface.train.augment import augment_draws
 from marginface.train.sampling import EpochBatchSampler, IndexedDataset, flip_mask
 
 __all__ = ["UNCONFIGURED_PREPROCESSING", "make_loader", "iterate_batches", "training_inputs"]
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+# images, labels, flips (N,) or None, augmentation draws (N, 7) or None
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 
 # What the trainer assumes for a backbone without a stored preprocessing: insightface's
 # (x / 255 - 0.5) / 0.5, i.e. mean 127.5, std 127.5 in pixel units.
@@ -27,11 +29,19 @@ UNCONFIGURED_PREPROCESSING = Preprocessing(mean=127.5, std=127.5)
 
 
 def training_inputs(images: torch.Tensor, flips: torch.Tensor | None,
-                    preprocessing: Preprocessing, device: torch.device | str) -> torch.Tensor:
-    """The backbone's input: uint8 RGB (N, 3, H, W) normalised on ``device``, then mirrored where
-    ``flips`` (N,) is true; float images are taken as already preprocessed."""
+                    preprocessing: Preprocessing, device: torch.device | str,
+                    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+                    ) -> torch.Tensor:
+    """The backbone's input: uint8 RGB (N, 3, H, W) augmented (``augment`` on 0..255 pixels,
+    ``marginface.train.augment``), normalised on ``device``, then mirrored where ``flips`` (N,)
+    is true; float images are taken as already preprocessed (and cannot be augmented)."""
     x = images.to(device, non_blocking=True)
-    x = x.float() if x.is_floating_point() else normalize(x, preprocessing)
+    if augment is not None:
+        if x.is_floating_point():
+            raise ValueError("data.augment needs uint8 images; this dataset gives preprocessed "
+                             "float tensors")
+        x = augment(x.float())
+    x = x.float() if x.is_floating_point() and augment is None else normalize(x, preprocessing)
     if flips is not None and bool(flips.any()):
         x = torch.where(flips.to(x.device).view(-1, 1, 1, 1), torch.flip(x, dims=[3]), x)
     return x
@@ -47,12 +57,15 @@ def make_loader(dataset: Dataset, sampler: EpochBatchSampler, num_workers: int,
 
 def iterate_batches(loader: DataLoader, sampler: EpochBatchSampler, *, num_images: int,
                     seed: int, flip: bool, current_step: Callable[[], int],
-                    total_steps: int) -> Iterator[Batch]:
-    """``(images, labels, flips or None)`` from ``current_step()`` until ``total_steps``."""
+                    total_steps: int, augment: bool = False) -> Iterator[Batch]:
+    """``(images, labels, flips or None, draws or None)`` from ``current_step()`` until
+    ``total_steps``; ``draws`` are the images' augmentation numbers when ``augment``."""
     while current_step() < total_steps:
         sampler.set_position(current_step())
         flips = flip_mask(seed, sampler.epoch, num_images) if flip else None
+        draws = augment_draws(seed, sampler.epoch, num_images) if augment else None
         for images, labels, indices in loader:
-            yield images, labels, (flips[indices] if flips is not None else None)
+            yield (images, labels, (flips[indices] if flips is not None else None),
+                   (draws[indices] if draws is not None else None))
             if current_step() >= total_steps:
                 return

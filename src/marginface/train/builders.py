@@ -151,7 +151,8 @@ def build_pair_sets(config: EvalConfig, data: DataConfig,
         else:
             from marginface.train.real_data import build_real_pair_set
 
-            sets.append(build_real_pair_set(item, input_size, where=f"eval.sets[{i}]"))
+            sets.append(build_real_pair_set(item, input_size, where=f"eval.sets[{i}]",
+                                            n_folds=config.n_folds))
     names = [getattr(s, "name", None) for s in sets]
     if len(set(names)) != len(names):
         raise ValueError(f"eval.sets: names must be unique, got {names}")

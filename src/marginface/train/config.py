@@ -23,6 +23,7 @@ __all__ = [
     "ModelConfig",
     "HeadConfig",
     "SyntheticConfig",
+    "AugmentConfig",
     "DataConfig",
     "OptimizerConfig",
     "ScheduleConfig",
@@ -44,6 +45,7 @@ class ModelConfig:
     input_size: tuple[int, int] = (112, 112)
     embedding_dim: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None  # a marginface model file: its weights start the backbone
 
 
 @dataclass
@@ -77,6 +79,23 @@ class SyntheticConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Face augmentations of the aligned crop (``marginface.train.augment``); 0 switches one off.
+
+    ``scale``: zoom by a factor in [1 - scale, 1 + scale]; ``translate``: shift by up to this
+    fraction of the width/height; ``brightness``/``contrast``/``saturation``: factors in
+    [1 - v, 1 + v]; ``greyscale``: probability of a grey image.
+    """
+
+    scale: float = 0.0
+    translate: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    greyscale: float = 0.0
+
+
+@dataclass
 class DataConfig:
     kind: Literal["synthetic", "folder", "rec", "lfw"] = "synthetic"
     path: str | None = None
@@ -85,11 +104,14 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     num_classes: int | None = None  # checked against the dataset when given
     flip: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    min_images_per_identity: int = 1  # folder, rec, lfw: identities with fewer are left out
     skip_unreadable: bool = False
     num_workers: int = 0
     people_file: str | None = None  # LFW protocol: people.txt restricting the training identities
     exclude_fold: int | None = None  # LFW protocol: the fold whose people are held out (1..10)
     exclude_list: str | None = None  # text file of sample keys to leave out (subcenter-clean)
+    validation_folds: list[int] = field(default_factory=list)  # LFW: more folds held out
 
 
 @dataclass
@@ -145,7 +167,9 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int = 64
     grad_clip: float | None = None
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: precision.resolve_precision
+    compile: bool = False  # torch.compile the backbone (marginface.train.compiled)
+    channels_last: bool = False  # backbone weights and inputs in channels_last memory format
     device: str = "cpu"
     log_interval: int = 10
     checkpoint_interval: int = 500
@@ -153,6 +177,7 @@ class TrainConfig:
     progress: bool = True
     sample_rate: float = 1.0  # Partial FC negative sampling rate (distributed runs)
     threads: int | None = None
+    freeze_backbone_steps: int = 0  # the first N steps train the head alone (backbone frozen)
 
 
 @dataclass
@@ -199,7 +224,15 @@ def _check_values(c: Config) -> None:
         ("eval.n_folds", c.eval.n_folds, c.eval.n_folds >= 2),
         ("model.input_size", c.model.input_size, min(c.model.input_size) >= 8),
         ("data.num_workers", c.data.num_workers, c.data.num_workers >= 0),
+        ("data.min_images_per_identity", c.data.min_images_per_identity,
+         c.data.min_images_per_identity >= 1),
+        ("train.freeze_backbone_steps", c.train.freeze_backbone_steps,
+         c.train.freeze_backbone_steps >= 0),
     ]
+    a = c.data.augment
+    for name in ("scale", "translate", "brightness", "contrast", "saturation", "greyscale"):
+        value = getattr(a, name)
+        checks.append((f"data.augment.{name}", value, 0.0 <= value <= 1.0))
     s = c.data.synthetic
     checks += [
         ("data.synthetic.num_identities", s.num_identities, s.num_identities >= 2),
@@ -212,6 +245,9 @@ def _check_values(c: Config) -> None:
             raise ValueError(f"{path}: invalid value {value!r}")
     if c.train.max_steps is None and c.train.epochs is None:
         raise ValueError("train.max_steps or train.epochs must be given")
+    if c.data.kind == "synthetic" and c.data.min_images_per_identity > 1:
+        raise ValueError("data.min_images_per_identity applies to data.kind folder, rec and "
+                         "lfw (synthetic identities all have images_per_identity images)")
     if c.data.kind != "synthetic" and not c.data.path:
         raise ValueError(f"data.path is required for data.kind={c.data.kind!r}")
     for i, s_ in enumerate(c.eval.sets):

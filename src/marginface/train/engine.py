@@ -1,9 +1,11 @@
 """The training loop: data, precision, clipping, divergence stop, evaluation, checkpoints.
 
 One :class:`Trainer` runs one run directory. Each step: a global batch from
-:class:`~marginface.train.sampling.EpochBatchSampler`, uint8 images normalised with the backbone's
-stored preprocessing by ``marginface.preprocessing.normalize``, as evaluation does (and flipped
-per image from ``(seed, epoch)``), the backbone under the chosen
+:class:`~marginface.train.sampling.EpochBatchSampler`, uint8 images augmented
+(``marginface.train.augment``, when configured), normalised with the backbone's stored
+preprocessing by ``marginface.preprocessing.normalize``, as evaluation does (and flipped per image
+from ``(seed, epoch)``), in channels_last when asked, the backbone (compiled with
+``train.compile``, frozen for ``train.freeze_backbone_steps``) under the chosen
 precision (fp32; bf16 autocast on CPU or CUDA; fp16 autocast with a gradient scaler on CUDA), the
 head's loss in float32, backward, optional gradient-norm clipping, the optimizer and the
 per-iteration LR schedule. A non-finite embedding or loss stops the run with
@@ -12,6 +14,8 @@ per-iteration LR schedule. A non-finite embedding or loss stops the run with
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -22,8 +26,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from marginface.preprocessing import preprocessing_of
+from marginface.preprocessing import Preprocessing, preprocessing_of
 from marginface.train import builders
+from marginface.train.augment import augment_batch, augment_enabled
 from marginface.train.batches import (
     UNCONFIGURED_PREPROCESSING,
     iterate_batches,
@@ -38,12 +43,19 @@ from marginface.train.checkpoint import (
     restore_rng_state,
 )
 from marginface.train.classifier import build_classifier
+from marginface.train.compiled import CompiledBackbone
 from marginface.train.config import Config, config_from_dict, config_to_dict, save_config
 from marginface.train.distributed import DistContext, any_rank, wrap_backbone
 from marginface.train.evaluation import best_metric, evaluate_pair_set
+from marginface.train.init_from import init_backbone
 from marginface.train.logging import MetricsWindow, RunLogger
 from marginface.train.optim import build_run_optimizers
-from marginface.train.precision import autocast_context, check_precision, make_grad_scaler
+from marginface.train.precision import (
+    autocast_context,
+    check_precision,
+    make_grad_scaler,
+    resolve_precision,
+)
 from marginface.train.sampling import EpochBatchSampler
 from marginface.train.summary import RunSummary, RunTotals, finish_run
 
@@ -84,7 +96,9 @@ class Trainer:
             config.train.max_steps = int(max_steps)
         self.ctx = ctx or DistContext(device=torch.device(config.train.device))
         self.config = c = config
-        check_precision(c.train.precision, self.ctx.device)
+        # "auto" is resolved here, once per run (the saved config keeps what the user wrote)
+        self.precision = resolve_precision(c.train.precision, c.train.compile, self.ctx.device)
+        check_precision(self.precision, self.ctx.device)
         if c.train.threads:
             torch.set_num_threads(c.train.threads)
         torch.manual_seed(c.seed)
@@ -105,7 +119,16 @@ class Trainer:
             builders.build_pair_sets(c.eval, c.data, input_size) if self.ctx.is_main else [])
 
         self.model = (model if model is not None else builders.build_model(c.model))
+        if c.model.init_from and resume_state is None:  # on resume the checkpoint has it all
+            init_backbone(self.model, c.model.init_from)
+        dropped = getattr(self.train_dataset, "dropped", None)
+        if dropped is not None and self.ctx.is_main:
+            print(f"marginface train: {dropped.message()}")
         self.model.to(self.ctx.device)
+        self.memory_format = (torch.channels_last if c.train.channels_last
+                              else torch.contiguous_format)
+        if c.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.preprocessing = preprocessing_of(self.model, default=UNCONFIGURED_PREPROCESSING)
         embedding_dim = builders.model_embedding_dim(self.model, input_size)
         if head is None:
@@ -116,10 +139,12 @@ class Trainer:
         self.classifier = build_classifier(head.to(self.ctx.device), self.ctx,
                                            sample_rate=c.train.sample_rate)
         self.backbone = wrap_backbone(self.model, self.ctx)
+        if c.train.compile:
+            self.backbone = CompiledBackbone(self.backbone)
 
         self.optimizer, self.head_optimizer, self.scheduler = build_run_optimizers(
             c, self.model, self.classifier, self.total_steps)
-        self.scaler = make_grad_scaler(c.train.precision)
+        self.scaler = make_grad_scaler(self.precision)
         self.step = 0
         self._loader: DataLoader | None = None
         self.best_accuracy: float | None = None
@@ -151,10 +176,17 @@ class Trainer:
             "best_accuracy": self.best_accuracy,
             "best_step": self.best_step,
             "world_size": self.ctx.world_size,
+            # model.init_from replaces the backbone's stored preprocessing: keep it with the run
+            "preprocessing": self.preprocessing.to_dict(),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        if "preprocessing" in state:  # checkpoints before issue #12 have none
+            self.preprocessing = Preprocessing.from_config(state["preprocessing"])
+            if hasattr(self.model, "config"):
+                self.model.config = dataclasses.replace(self.model.config,
+                                                        preprocessing=self.preprocessing)
         self.classifier.load_full_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.classifier.load_full_optimizer_state(self.head_optimizer, state["head_optimizer"])
@@ -178,7 +210,7 @@ class Trainer:
         if not self.ctx.is_main:
             return {}
         e = self.config.eval
-        autocast = torch.bfloat16 if self.config.train.precision == "bf16" else None
+        autocast = torch.bfloat16 if self.precision == "bf16" else None
         reports = {}
         for pair_set in self.pair_sets:
             report = evaluate_pair_set(self.model, pair_set, preprocessing=self.preprocessing,
@@ -205,14 +237,24 @@ class Trainer:
                                        pin_memory=self.ctx.device.type == "cuda")
         return iterate_batches(self._loader, self.sampler, num_images=len(self.train_dataset),
                                seed=self.config.seed, flip=self.config.data.flip,
-                               current_step=lambda: self.step, total_steps=self.total_steps)
+                               current_step=lambda: self.step, total_steps=self.total_steps,
+                               augment=augment_enabled(self.config.data.augment))
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor,
-                    flips: torch.Tensor | None) -> tuple[float, float | None]:
+                    flips: torch.Tensor | None,
+                    draws: torch.Tensor | None = None) -> tuple[float, float | None]:
         dev = self.ctx.device
-        x = training_inputs(images, flips, self.preprocessing, dev)
+        augment = None if draws is None else functools.partial(
+            augment_batch, draws=draws, config=self.config.data.augment)
+        x = training_inputs(images, flips, self.preprocessing, dev, augment)
+        if self.memory_format is torch.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         labels = labels.to(dev, non_blocking=True).long()
-        with autocast_context(self.config.train.precision, dev):
+        # train.freeze_backbone_steps: the head learns alone on a fixed backbone (eval-mode BN,
+        # no backbone graph) before the whole network trains
+        frozen = self.step < self.config.train.freeze_backbone_steps
+        self.model.train(not frozen)
+        with autocast_context(self.precision, dev), torch.set_grad_enabled(not frozen):
             embeddings = self.backbone(x)
         embeddings = embeddings.float()
         step_no = self.step + 1
@@ -230,7 +272,8 @@ class Trainer:
             self.scaler.unscale_(self.head_optimizer)
             grad_norm = self.classifier.clip_grad_norm(
                 list(self.model.parameters()), self.config.train.grad_clip)
-        self.scaler.step(self.optimizer)
+        if not frozen:
+            self.scaler.step(self.optimizer)
         self.scaler.step(self.head_optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -248,9 +291,9 @@ class Trainer:
         last_ckpt = None
         try:
             tick = time.perf_counter()
-            for images, labels, flips in self._batches():
+            for images, labels, flips, draws in self._batches():
                 try:
-                    loss_value, grad_norm = self._train_step(images, labels, flips)
+                    loss_value, grad_norm = self._train_step(images, labels, flips, draws)
                 except TrainingDiverged as error:
                     found = list_checkpoints(self.ckpt_dir)
                     good = last_ckpt or (found[-1][1] if found else None)
@@ -299,7 +342,15 @@ class Trainer:
                           best_accuracy=self.best_accuracy, best_step=self.best_step,
                           world_size=self.ctx.world_size, num_classes=self.num_classes,
                           skipped=getattr(self.train_dataset, "skipped", 0), model=self.model,
-                          excluded=getattr(self.train_dataset, "excluded", 0))
+                          extra=self._summary_extra())
+
+    def _summary_extra(self) -> dict[str, Any]:
+        dropped = getattr(self.train_dataset, "dropped", None)
+        return {"precision": self.precision,
+                "compiled": bool(getattr(self.backbone, "active", False)),
+                "dropped_identities": dropped.identities if dropped else 0,
+                "dropped_images": dropped.images if dropped else 0,
+                "excluded_images": int(getattr(self.train_dataset, "excluded", 0))}
 
     def _evaluate_and_keep_best(self) -> dict[str, dict[str, Any]]:
         reports = self.evaluate()  # rank 0 only

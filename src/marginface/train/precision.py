@@ -3,19 +3,47 @@
 The backbone runs under the autocast context; the head's loss always gets float32 embeddings
 (the fused loss picks its own product dtype). fp16 needs CUDA: its gradient scaler exists there
 only, and bf16 has the range that makes a scaler unnecessary.
+
+``auto`` (the default) is resolved once per run by :func:`resolve_precision` from a small table
+(docs/training.md, "Speed"): bf16 only where it was measured faster than fp32, i.e. a compiled
+step on a CPU with native bfloat16 (AVX512-BF16/AMX, as oneDNN reports it) or CUDA with bf16;
+fp32 otherwise. Eager bf16 autocast on CPU was measured *slower* than fp32 here (the casts around
+every convolution cost more than the bf16 arithmetic saves), so eager stays fp32.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["PRECISIONS", "check_precision", "autocast_context", "make_grad_scaler"]
+__all__ = ["PRECISIONS", "check_precision", "autocast_context", "make_grad_scaler",
+           "native_bf16", "resolve_precision"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (not emulated through fp32)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        try:
+            return bool(probe()) if probe is not None else False
+        except RuntimeError:  # a build without oneDNN
+            return False
+    return False
+
+
+def resolve_precision(precision: str, compiled: bool, device: torch.device) -> str:
+    """``precision`` itself, or for ``auto``: bf16 if ``compiled`` and the device has native
+    bfloat16, else fp32 (the rule and the figures behind it: docs/training.md, "Speed")."""
+    if precision != "auto":
+        return precision
+    return "bf16" if compiled and native_bf16(device) else "fp32"
+
+
 def check_precision(precision: str, device: torch.device) -> None:
-    """Raise for an unknown precision or fp16 off CUDA."""
+    """Raise for an unknown precision or fp16 off CUDA (``precision`` already resolved)."""
     if precision not in PRECISIONS:
         raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp16" and device.type != "cuda":

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from marginface.templates import template_for_size
 from marginface.train.config import DataConfig, EvalSetConfig
 
-__all__ = ["FaceCrop", "IdentitySubset", "LFWPeopleDataset", "folder_pairs",
+__all__ = ["FaceCrop", "IdentitySubset", "LFWPeopleDataset", "folder_pairs", "stratified_folds",
            "check_readable", "build_real_dataset", "build_real_pair_set"]
 
 class FaceCrop:
@@ -109,14 +109,19 @@ class LFWPeopleDataset(_LabelledItems):
     aligned from lfw_landmark.txt; label = the person's index among the kept people."""
 
     def __init__(self, root: str | Path, *, exclude_fold: int, input_size: tuple[int, int],
-                 people_file: str | Path | None = None) -> None:
+                 people_file: str | Path | None = None,
+                 validation_folds: list[int] | tuple[int, ...] = ()) -> None:
         from marginface.data.lfw import lfw_image_path, read_landmarks, read_lfw_people
 
         self.root = Path(root)
         folds = read_lfw_people(people_file or self.root / "people.txt")
         if not 1 <= exclude_fold <= len(folds):
             raise ValueError(f"data.exclude_fold must be in 1..{len(folds)}, got {exclude_fold}")
-        people = sorted({name: n for i, fold in enumerate(folds, 1) if i != exclude_fold
+        bad = [f for f in validation_folds if not 1 <= f <= len(folds)]
+        if bad:
+            raise ValueError(f"data.validation_folds must be in 1..{len(folds)}, got {bad}")
+        held_out = {exclude_fold, *validation_folds}
+        people = sorted({name: n for i, fold in enumerate(folds, 1) if i not in held_out
                          for name, n in fold}.items())
         landmark_path = self.root / "lfw_landmark.txt"
         self.landmarks = read_landmarks(landmark_path) if landmark_path.is_file() else {}
@@ -139,6 +144,15 @@ class LFWPeopleDataset(_LabelledItems):
 
 
 def build_real_dataset(config: DataConfig, input_size: tuple[int, int]) -> Dataset:
+    """The folder / rec / lfw training set, identities with fewer than
+    ``data.min_images_per_identity`` images left out (``dataset.dropped`` says how many)."""
+    from marginface.train.identity_filter import min_images_filter
+
+    return min_images_filter(_build_real_dataset(config, input_size),
+                             config.min_images_per_identity)
+
+
+def _build_real_dataset(config: DataConfig, input_size: tuple[int, int]) -> Dataset:
     from marginface.data import ImageFolderDataset, RecordDataset
 
     path = Path(config.path)
@@ -147,7 +161,8 @@ def build_real_dataset(config: DataConfig, input_size: tuple[int, int]) -> Datas
         if config.exclude_fold is None:
             raise ValueError("data.exclude_fold (1..10) is required for data.kind='lfw'")
         return LFWPeopleDataset(path, exclude_fold=config.exclude_fold, input_size=input_size,
-                                people_file=config.people_file)
+                                people_file=config.people_file,
+                                validation_folds=config.validation_folds)
     if config.kind == "rec":
         return RecordDataset(path, transform=crop)
     if not path.is_dir():
@@ -195,7 +210,22 @@ def folder_pairs(root: str | Path, identities: list[str] | None, num_pairs: int,
     return PairSet(images=images, pairs=np.array(pairs), issame=np.array(issame), name=name)
 
 
-def build_real_pair_set(item: EvalSetConfig, input_size: tuple[int, int], *, where: str) -> Any:
+def stratified_folds(issame: np.ndarray, n_folds: int) -> np.ndarray:
+    """Fold id per pair: the same-identity pairs in ``n_folds`` contiguous runs, the different
+    ones likewise, so every fold has both kinds (LFW lists a fold's 300 same pairs first: plain
+    contiguous runs of one fold's pairs would each hold one kind only)."""
+    from marginface.eval.verification import contiguous_folds
+
+    issame = np.asarray(issame, dtype=bool)
+    folds = np.empty(issame.size, dtype=np.int64)
+    for kind in (True, False):
+        where = np.flatnonzero(issame == kind)
+        folds[where] = contiguous_folds(where.size, n_folds)
+    return folds
+
+
+def build_real_pair_set(item: EvalSetConfig, input_size: tuple[int, int], *, where: str,
+                        n_folds: int = 10) -> Any:
     from marginface.data import load_pairs
 
     if item.kind == "folder":
@@ -211,7 +241,9 @@ def build_real_pair_set(item: EvalSetConfig, input_size: tuple[int, int], *, whe
         if not keep.any():
             raise ValueError(f"{where}.folds={item.folds}: no pairs in those folds")
         pair_set = pair_set.subset(keep)
-        pair_set.folds = None  # the held-out pairs are split into contiguous folds for accuracy
+        # the held-out pairs are split again into n_folds folds, each with same and different
+        # pairs, for the k-fold accuracy inside them
+        pair_set.folds = stratified_folds(pair_set.issame, n_folds)
         pair_set.skipped = 0  # pairs of other folds are not skipped, just not part of the test
     pair_set.skip_bad = item.skip_bad_images
     return pair_set

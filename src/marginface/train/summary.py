@@ -51,6 +51,10 @@ class RunSummary:
     verification: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped_images: int = 0
     excluded_images: int = 0  # left out by data.exclude_list
+    dropped_identities: int = 0  # data.min_images_per_identity: identities left out
+    dropped_images: int = 0  # ... and their images
+    precision: str | None = None  # the precision used (train.precision "auto" resolved)
+    compiled: bool | None = None  # whether the backbone ran compiled to the end (train.compile)
     interrupted: bool = False
     text: str = ""  # the short report printed at the end (empty when not finished)
 
@@ -83,8 +87,11 @@ def save_model_file(model: nn.Module, run_dir: Path) -> Path:
 def finish_run(run_dir: Path, totals: RunTotals, reports: dict[str, dict[str, Any]], *,
                best_metric_set: str | None, best_accuracy: float | None,
                best_step: int | None, world_size: int, num_classes: int, skipped: Any,
-               model: nn.Module, excluded: int = 0) -> RunSummary:
-    """Write the model file, summary.json and the plots; return the summary (with ``text``)."""
+               model: nn.Module, extra: dict[str, Any] | None = None) -> RunSummary:
+    """Write the model file, summary.json and the plots; return the summary (with ``text``).
+
+    ``extra``: more :class:`RunSummary` fields (precision, compiled, dropped identities/images).
+    """
     key = best_metric_set or (next(iter(reports)) if reports else None)
     summary = RunSummary(
         run_dir=str(run_dir),
@@ -104,7 +111,7 @@ def finish_run(run_dir: Path, totals: RunTotals, reports: dict[str, dict[str, An
                                                  "pairs")}
                       for k, v in reports.items()},
         skipped_images=count_skipped(skipped),
-        excluded_images=int(excluded),
+        **(extra or {}),
     )
     save_model_file(model, run_dir)
     record = summary.to_dict()
