@@ -126,3 +126,29 @@ def test_pack_detect_builds_a_rec_from_raw_photos(photos, tmp_path, capsys):
     assert not list(tmp_path.glob(".aligned-*"))  # the staging folder is gone
     assert main(["pack", str(photos), str(rec), "--detect"]) == 2
     assert "--template" in capsys.readouterr().err
+
+
+@pytest.mark.shared
+def test_enroll_and_identify_detect_from_raw_photos(photos, tmp_path, capsys):
+    model = models.create_model("mobilefacenet", input_size=(112, 96), embedding_dim=32)
+    model_file = tmp_path / "tiny.safetensors"
+    models.save_model(model.eval(), model_file)
+    gallery = tmp_path / "people.gallery"
+    assert main(["enroll", str(photos), "--model", str(model_file), "-o", str(gallery),
+                 "--detect", "--template", "all", "--workers", "0", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped identity blank: no usable image" in out
+    assert "no face found" in out and "grey.png" in out
+    assert "2 identities, 3 rows" in out
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    shutil.copy(photos / PEOPLE[2], probes / "who.jpg")  # an enrolled photo: the same crop
+    shutil.copy(photos / "blank" / "grey.png", probes / "grey.png")
+    result = tmp_path / "answers.json"
+    assert main(["identify", str(probes), "--gallery", str(gallery), "--model", str(model_file),
+                 "--detect", "--top-k", "2", "-o", str(result), "--workers", "0",
+                 "--no-progress"]) == 0
+    report = json.loads(result.read_text())
+    assert report["probes"] == 1 and list(report["failed"]) == [str(probes / "grey.png")]
+    answer = report["answers"][0]
+    assert answer["answer"] == "Abel_Pacheco" and answer["score"] == pytest.approx(1.0, abs=1e-4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli.options import add_embedding_options, flip_of
+from marginface.cli.options import add_detect_options, add_embedding_options, flip_of
 from marginface.identify.manage import update_gallery
 
 __all__ = ["register"]
@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--template", choices=["mean", "all"], default="mean",
                         help="mean: one normalised mean per identity; all: keep every image")
     parser.add_argument("--landmarks", default=None, help="landmarks file (paths relative to DIR)")
+    add_detect_options(parser)
     add_embedding_options(parser)
     parser.set_defaults(func=_run)
 
@@ -49,6 +50,8 @@ def _run(args: argparse.Namespace) -> int:
         mode=args.template,
         flip=flip_of(args),
         landmarks_file=args.landmarks,
+        detect=args.detect,
+        face=args.face,
         batch_size=args.batch_size,
         num_workers=args.workers,
         progress=not args.no_progress,
@@ -63,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"skipped image {image}: {error}")
     print(
         f"wrote {done.path}: {done.identities} identities, {done.rows} rows "
-        f"({len(done.empty)} empty identities, {len(done.failed)} unreadable images)"
+        f"({len(done.empty)} empty identities, "
+        f"{len(done.failed)} images unreadable or without a face)"
     )
     return 0

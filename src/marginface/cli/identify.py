@@ -1,13 +1,13 @@
 """``marginface identify PROBES --gallery G --model MODEL``: the best identities of each probe
 image, or "unknown" below ``--threshold`` (or the threshold an identification report gives for
-``--fpir``). There is no face detector in marginface yet, so there is no ``--detect``: probes are
-aligned from ``--landmarks`` or taken as aligned crops, as ``marginface embed`` does."""
+``--fpir``). Probes are aligned from ``--landmarks``, taken as aligned crops (as ``marginface
+embed`` does), or, with ``--detect``, detected (MTCNN) and aligned from raw photos."""
 
 from __future__ import annotations
 
 import argparse
 
-from marginface.cli.options import add_embedding_options
+from marginface.cli.options import add_detect_options, add_embedding_options
 from marginface.eval.model_report import load_model_file
 from marginface.identify.gallery import load_gallery
 from marginface.identify.probes import (
@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         choices=["exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"],
                         help="exact blocked search, or a FAISS index (needs faiss-cpu)")
     parser.add_argument("--landmarks", default=None, help="landmarks file (paths under PROBES)")
+    add_detect_options(parser)
     parser.add_argument("-o", "--out", default=None, help="OUT.json or OUT.csv")
     add_embedding_options(parser, flip=False)  # the gallery's flip mode is used
     parser.set_defaults(func=_run)
@@ -58,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         backend=args.backend,
         landmarks_file=args.landmarks,
+        detect=args.detect,
+        face=args.face,
         batch_size=args.batch_size,
         num_workers=args.workers,
         progress=not args.no_progress,

@@ -1,11 +1,11 @@
 """Command-line options shared by the commands that embed image files (embed, enroll,
-identify): flip mode, batch size, decode workers, progress bar."""
+identify): flip mode, batch size, decode workers, progress bar; face detection for raw photos."""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_embedding_options", "flip_of"]
+__all__ = ["add_detect_options", "add_embedding_options", "flip_of"]
 
 
 def add_embedding_options(parser: argparse.ArgumentParser, *, flip: bool = True) -> None:
@@ -20,3 +20,12 @@ def add_embedding_options(parser: argparse.ArgumentParser, *, flip: bool = True)
 def flip_of(args: argparse.Namespace) -> str | None:
     """The flip mode of :func:`marginface.eval.embedder.embed_batch` (None for "none")."""
     return None if args.flip == "none" else args.flip
+
+
+def add_detect_options(parser: argparse.ArgumentParser) -> None:
+    """``--detect`` (raw photos: MTCNN, then alignment to the model's template) and ``--face``."""
+    parser.add_argument("--detect", action="store_true",
+                        help="raw photos: detect (MTCNN) and align each image's face; "
+                        "--landmarks is ignored; images with no face are reported and counted")
+    parser.add_argument("--face", choices=["central", "largest"], default="central",
+                        help="with --detect: which face of an image with several")

@@ -18,6 +18,7 @@ from marginface.data.imagefolder import list_images
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
 from marginface.eval.embed import compute_embeddings
+from marginface.identify.detected import detected_items
 from marginface.identify.gallery import TEMPLATE_MODES, Gallery, model_record
 from marginface.identify.search import normalize_rows
 from marginface.models.io import model_fingerprint
@@ -63,18 +64,22 @@ def enroll_folder(
     num_workers: int = 2,
     progress: bool = True,
     engine: str = "torch",
+    detect: bool = False,
+    face: str = "central",
 ) -> EnrollResult:
     """Embed ``folder/<identity>/<image>`` and build the identities' templates.
 
     ``landmarks_file`` (lfw_landmark layout, paths relative to ``folder``) aligns the images
     that have an entry; the others are taken as aligned crops (see ``marginface embed``).
+    ``detect``: raw photos; each image's ``face`` is detected (MTCNN) and aligned instead, and
+    images with no face are reported in ``failed``.
     """
     if mode not in TEMPLATE_MODES:
         raise ValueError(f"mode must be one of {TEMPLATE_MODES}, got {mode!r}")
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"gallery folder {folder} does not exist")
-    table = read_landmarks(landmarks_file) if landmarks_file else {}
+    table = read_landmarks(landmarks_file) if landmarks_file and not detect else {}
     people = sorted(p for p in folder.iterdir() if p.is_dir())
     if not people:
         raise ValueError(f"gallery folder {folder} has no identity sub-folders")
@@ -86,12 +91,18 @@ def enroll_folder(
         for path in images:
             items.append(ImageItem(path, str(path), table.get(path.relative_to(folder).as_posix())))
             owners.append(index)
+    failed: dict[str, str] = {}
+    if detect:
+        items, kept, failed = detected_items(model, items, face=face, num_workers=num_workers,
+                                             progress=progress)
+        owners = [owners[i] for i in kept]
     result = compute_embeddings(
-        model, items, flip=flip, batch_size=batch_size, num_workers=num_workers,
+        model, items, flip=flip, batch_size=batch_size,
+        num_workers=0 if detect else num_workers,
         progress=progress, skip_bad_images=True, desc="enroll", engine=engine,
     )
     good = [i for i in range(len(items)) if i not in result.failed]
-    failed = {items[i].name: error for i, error in result.failed.items()}
+    failed.update({items[i].name: error for i, error in result.failed.items()})
     enrolled = sorted({owners[i] for i in good})
     empty += [p.name for i, p in enumerate(people) if i not in enrolled and p.name not in empty]
     remap = {old: new for new, old in enumerate(enrolled)}

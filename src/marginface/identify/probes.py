@@ -21,6 +21,7 @@ from marginface.data.imagefolder import list_image_tree
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
 from marginface.eval.embed import compute_embeddings
+from marginface.identify.detected import detected_items
 from marginface.identify.gallery import Gallery
 
 __all__ = [
@@ -99,12 +100,23 @@ def identify_images(
     batch_size: int = 64,
     num_workers: int = 2,
     progress: bool = True,
+    detect: bool = False,
+    face: str = "central",
 ) -> Identification:
-    """Rank the gallery's identities for each image of ``probes`` (a file or a folder)."""
+    """Rank the gallery's identities for each image of ``probes`` (a file or a folder).
+
+    ``detect``: raw photos; each probe's ``face`` is detected (MTCNN) and aligned, and
+    ``landmarks_file`` is ignored. A probe with no face is named in ``failed``.
+    """
     gallery.check_model(model)
-    items = _probe_items(probes, landmarks_file)
+    items = _probe_items(probes, None if detect else landmarks_file)
+    failed: dict[str, str] = {}
+    if detect:
+        items, _, failed = detected_items(model, items, face=face, num_workers=num_workers,
+                                          progress=progress)
     result = compute_embeddings(
-        model, items, flip=gallery.flip, batch_size=batch_size, num_workers=num_workers,
+        model, items, flip=gallery.flip, batch_size=batch_size,
+        num_workers=0 if detect else num_workers,
         progress=progress, skip_bad_images=True, desc="identify",
     )
     good = [i for i in range(len(items)) if i not in result.failed]
@@ -118,7 +130,7 @@ def identify_images(
         if threshold is not None and not score > threshold:
             best = UNKNOWN
         answers.append(ProbeAnswer(items[i].name, best, score, candidates))
-    failed = {items[i].name: e for i, e in result.failed.items()}
+    failed.update({items[i].name: e for i, e in result.failed.items()})
     return Identification(answers, threshold, failed)
 
 
