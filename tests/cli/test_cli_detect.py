@@ -16,6 +16,14 @@ PEOPLE = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Abel_Pacheco/Abel_Pacheco_000
           "Abel_Pacheco/Abel_Pacheco_0002.jpg"]
 
 
+def _tiny_model_file(tmp_path):
+    """An untrained 32-d MobileFaceNet file (112x96): the commands' plumbing needs no good one."""
+    model = models.create_model("mobilefacenet", input_size=(112, 96), embedding_dim=32)
+    path = tmp_path / "tiny.safetensors"
+    models.save_model(model.eval(), path)
+    return path
+
+
 @pytest.fixture
 def photos(shared_dir, tmp_path):
     """Three LFW photos (copied into tmp_path only) and a blank image with no face."""
@@ -70,9 +78,7 @@ def test_align_detect_writes_template_crops(photos, tmp_path, capsys):
 
 @pytest.mark.shared
 def test_embed_and_verify_detect(photos, tmp_path, capsys):
-    model = models.create_model("mobilefacenet", input_size=(112, 96), embedding_dim=32)
-    model_file = tmp_path / "tiny.safetensors"
-    models.save_model(model.eval(), model_file)
+    model_file = _tiny_model_file(tmp_path)
     out = tmp_path / "emb.npy"
     assert main(["embed", str(photos), "-o", str(out), "--model", str(model_file), "--detect",
                  "--workers", "0", "--no-progress"]) == 0
@@ -92,9 +98,7 @@ def test_embed_and_verify_detect(photos, tmp_path, capsys):
 def test_evaluate_detect_counts_no_face_pairs(photos, tmp_path, capsys):
     from marginface.data import write_pairs_list
 
-    model = models.create_model("mobilefacenet", input_size=(112, 96), embedding_dim=32)
-    model_file = tmp_path / "tiny.safetensors"
-    models.save_model(model.eval(), model_file)
+    model_file = _tiny_model_file(tmp_path)
     lines = [(f"photos/{PEOPLE[1]}", f"photos/{PEOPLE[2]}", True),
              (f"photos/{PEOPLE[0]}", f"photos/{PEOPLE[1]}", False),
              (f"photos/{PEOPLE[0]}", "photos/blank/grey.png", False)] * 12
@@ -130,9 +134,7 @@ def test_pack_detect_builds_a_rec_from_raw_photos(photos, tmp_path, capsys):
 
 @pytest.mark.shared
 def test_enroll_and_identify_detect_from_raw_photos(photos, tmp_path, capsys):
-    model = models.create_model("mobilefacenet", input_size=(112, 96), embedding_dim=32)
-    model_file = tmp_path / "tiny.safetensors"
-    models.save_model(model.eval(), model_file)
+    model_file = _tiny_model_file(tmp_path)
     gallery = tmp_path / "people.gallery"
     assert main(["enroll", str(photos), "--model", str(model_file), "-o", str(gallery),
                  "--detect", "--template", "all", "--workers", "0", "--no-progress"]) == 0
