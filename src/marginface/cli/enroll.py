@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli.options import add_detect_options, add_embedding_options, flip_of
+from marginface.cli.options import (
+    add_detect_options,
+    add_embedding_options,
+    embedding_kwargs,
+    flip_of,
+)
 from marginface.identify.manage import update_gallery
 
 __all__ = ["register"]
@@ -49,12 +54,7 @@ def _run(args: argparse.Namespace) -> int:
         replace=args.replace,
         mode=args.template,
         flip=flip_of(args),
-        landmarks_file=args.landmarks,
-        detect=args.detect,
-        face=args.face,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        progress=not args.no_progress,
+        **embedding_kwargs(args),
     )
     for name in done.removed:
         print(f"removed {name}")

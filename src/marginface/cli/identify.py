@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli.options import add_detect_options, add_embedding_options
+from marginface.cli.options import add_detect_options, add_embedding_options, embedding_kwargs
 from marginface.eval.model_report import load_model_file
 from marginface.identify.gallery import load_gallery
 from marginface.identify.probes import (
@@ -58,12 +58,7 @@ def _run(args: argparse.Namespace) -> int:
         threshold=threshold,
         dtype=args.dtype,
         backend=args.backend,
-        landmarks_file=args.landmarks,
-        detect=args.detect,
-        face=args.face,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        progress=not args.no_progress,
+        **embedding_kwargs(args),
     )
     for answer in result.answers:
         ranked = ", ".join(f"{name} {score:.3f}" for name, score in answer.candidates)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_detect_options", "add_embedding_options", "flip_of"]
+__all__ = ["add_detect_options", "add_embedding_options", "embedding_kwargs", "flip_of"]
 
 
 def add_embedding_options(parser: argparse.ArgumentParser, *, flip: bool = True) -> None:
@@ -29,3 +29,10 @@ def add_detect_options(parser: argparse.ArgumentParser) -> None:
                         "--landmarks is ignored; images with no face are reported and counted")
     parser.add_argument("--face", choices=["central", "largest"], default="central",
                         help="with --detect: which face of an image with several")
+
+
+def embedding_kwargs(args: argparse.Namespace) -> dict:
+    """The image-embedding keywords of enrol and identify: landmarks, detection, batching."""
+    return {"landmarks_file": args.landmarks, "detect": args.detect, "face": args.face,
+            "batch_size": args.batch_size, "num_workers": args.workers,
+            "progress": not args.no_progress}
