@@ -17,14 +17,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m ruff check src tests $(wildcard benchmarks)
+	$(PY) -m ruff check src tests $(wildcard benchmarks tools)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(PY) -m marginface demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests $(wildcard benchmarks)
+	$(PY) -m ruff check src tests $(wildcard benchmarks tools)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
