@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli.options import positive_int
+
 __all__ = ["register"]
 
 
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--model", required=True, help="registered model name, e.g. sphere20")
     convert.add_argument("--input-size", default=None, metavar="HxW",
                          help="input size, e.g. 112x96 (default: the net's input shape)")
-    convert.add_argument("--embedding-dim", type=int, default=None,
+    convert.add_argument("--embedding-dim", type=positive_int, default=None,
                          help="embedding size (default: the output blob's size)")
     convert.add_argument("--output-blob", default=None,
                          help="the embedding blob (default: the last layer's top)")

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from marginface.cli.options import non_negative_int, positive_int
 from marginface.eval.engines import ENGINES
 from marginface.eval.model_report import run_evaluation
 
@@ -49,9 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "landmarks are ignored; pairs whose image has no face are counted")
     parser.add_argument("--face", choices=["central", "largest"], default="central",
                         help="with --detect: which face of an image with several")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader decode/align workers")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--workers", type=non_negative_int, default=2,
+                        help="DataLoader decode/align workers")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
     parser.add_argument(
         "--engine",
         choices=list(ENGINES),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli.options import non_negative_int
 from marginface.data.recfile import pack_folder
 from marginface.detect.pack import pack_folder_detected
 from marginface.templates import TEMPLATES
@@ -29,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="with --detect: the alignment template (required)")
     parser.add_argument("--face", choices=["central", "largest"], default="central",
                         help="with --detect: which face of a photo with several")
-    parser.add_argument("--workers", type=int, default=2, help="with --detect: decode processes")
+    parser.add_argument("--workers", type=non_negative_int, default=2,
+                        help="with --detect: decode processes")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=_run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from marginface.cli.options import positive_int
+
 __all__ = ["register"]
 
 
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optimizer.lr=0.05 (repeatable)")
     p.add_argument("--out", help="run directory (default: runs/<config>-<time>)")
-    p.add_argument("--max-steps", type=int, help="total number of optimizer steps")
+    p.add_argument("--max-steps", type=positive_int, help="total number of optimizer steps")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--init", metavar="MODEL.safetensors",
                    help="start the backbone from this marginface model file, with a new head "
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a small MobileFaceNet with a CosFace head on rendered synthetic "
                     "identities and print held-out verification accuracy as it rises.")
     d.add_argument("--out", help="run directory (default: runs/demo-<time>)")
-    d.add_argument("--max-steps", type=int, help="total number of optimizer steps")
+    d.add_argument("--max-steps", type=positive_int, help="total number of optimizer steps")
     d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     d.set_defaults(func=_demo)
 

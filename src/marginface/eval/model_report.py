@@ -16,15 +16,14 @@ from marginface.eval.embed import model_preprocessing
 from marginface.eval.evaluate import evaluate_model
 from marginface.eval.plots import plot_roc
 from marginface.eval.verification import VerificationReport
+from marginface.inputs import require_file
 
 __all__ = ["run_evaluation", "load_model_file"]
 
 
 def load_model_file(path: str | Path) -> torch.nn.Module:
     """Load a marginface model file (``marginface.models.load_model``), ready for inference."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
+    path = require_file(path, "model file")
     from marginface.models import load_model
 
     return load_model(path).eval()
