@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli.options import non_negative_int, positive_int
+from marginface.cli.options import check_outputs, non_negative_int, positive_int
 from marginface.data.align import TEMPLATES
 from marginface.data.align_batch import align_folder, align_pairs_to_bin
 from marginface.data.loading import load_pairs
@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "file" if args.out.lower().endswith(".bin") else "dir"))
     common = dict(
         template=args.template,
         quality=args.quality,

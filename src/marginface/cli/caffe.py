@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli.options import positive_int
+from marginface.cli.options import check_outputs, positive_int
 
 __all__ = ["register"]
 
@@ -49,6 +49,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    check_outputs((None if args.dry_run else args.output, "--output", "file"))
     from marginface.caffe.convert import convert_caffe_to_file
 
     size = None

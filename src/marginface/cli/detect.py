@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli.options import non_negative_int
+from marginface.cli.options import check_outputs, non_negative_int
 from marginface.detect.outputs import detect_images
 
 __all__ = ["register"]
@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "file"), (args.draw, "--draw", "dir"))
     report = detect_images(args.images, args.out, draw_dir=args.draw, policy=args.face,
                            num_workers=args.workers, progress=not args.no_progress,
                            skip_bad_images=args.skip_bad_images)

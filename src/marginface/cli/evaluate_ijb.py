@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from marginface.cli.options import non_negative_int, positive_int
+from marginface.cli.options import check_outputs, non_negative_int, positive_int
 from marginface.eval.engines import ENGINES
 from marginface.eval.ijb.run import evaluate_ijb
 from marginface.eval.model_report import load_model_file
@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "dir"))
     report = evaluate_ijb(
         load_model_file(args.model),
         args.root,

@@ -10,6 +10,7 @@ import argparse
 from marginface.cli.options import (
     add_detect_options,
     add_embedding_options,
+    check_outputs,
     embedding_kwargs,
     finite_float,
     positive_int,
@@ -54,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "file"))
     threshold = args.threshold
     if args.report:
         threshold = threshold_from_report(args.report, args.fpir)

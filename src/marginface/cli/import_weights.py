@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from marginface.cli.options import finite_float, positive_int
+from marginface.cli.options import check_outputs, finite_float, positive_int
 
 __all__ = ["register", "parse_size"]
 
@@ -19,6 +19,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((None if args.dry_run else args.output, "--output", "file"))
     from marginface.models.import_weights import import_checkpoint_file
 
     preprocessing = {}

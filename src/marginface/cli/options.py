@@ -6,8 +6,21 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["add_detect_options", "add_embedding_options", "embedding_kwargs", "finite_float",
-           "flip_of", "non_negative_int", "positive_int", "probability"]
+from marginface.outputs import check_output_dir, check_output_file
+
+__all__ = ["add_detect_options", "add_embedding_options", "check_outputs", "embedding_kwargs",
+           "finite_float", "flip_of", "non_negative_int", "positive_int", "probability"]
+
+
+def check_outputs(*targets: tuple[object, str, str]) -> None:
+    """Before any work: each ``(path, flag, "file" | "dir")`` can be written (None: skipped).
+
+    A one-line :class:`marginface.errors.OutputPathError` names the flag and the path.
+    """
+    for path, flag, kind in targets:
+        if path is None:
+            continue
+        (check_output_dir if kind == "dir" else check_output_file)(str(path), flag)
 
 
 # argparse types: argparse prefixes the message with the flag ("argument --threshold: ...")

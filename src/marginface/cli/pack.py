@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from marginface.cli.options import non_negative_int
+from marginface.cli.options import check_outputs, non_negative_int
 from marginface.data.recfile import pack_folder
 from marginface.detect.pack import pack_folder_detected
 from marginface.templates import TEMPLATES
@@ -37,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    rec = Path(args.out)
+    check_outputs((rec, "OUT", "file"), (rec.with_suffix(".idx"), "OUT (.idx)", "file"),
+                  (rec.parent / "property", "OUT (property)", "file"))
     if args.detect:
         if args.template is None:
             raise ValueError("pack --detect needs --template (e.g. arcface_112x112)")

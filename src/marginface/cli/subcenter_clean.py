@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from marginface.cli.options import finite_float, positive_int
+from marginface.cli.options import check_outputs, finite_float, positive_int
 
 __all__ = ["register"]
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.output, "--output", "file"))
     from marginface.train.subcenter_clean import clean_run
 
     report = clean_run(args.run_dir, args.output, threshold=args.threshold,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from marginface.cli.options import positive_int
+from marginface.cli.options import check_outputs, positive_int
 
 __all__ = ["register"]
 
@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "dir"), (args.resume, "--resume", "dir"))
     if args.caffe_net or args.caffe_solver:
         return _train_caffe(args)
     from marginface.train.engine import TrainingDiverged
@@ -63,6 +64,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "dir"))
     from marginface.train.launch import run_demo
 
     run_demo(args.out, max_steps=args.max_steps, overrides=args.overrides)

@@ -14,9 +14,11 @@ from marginface.data.loading import load_pairs
 from marginface.detect.aligned import detect_pairset
 from marginface.eval.embed import model_preprocessing
 from marginface.eval.evaluate import evaluate_model
+from marginface.eval.one_sided import OneSidedReport
 from marginface.eval.plots import plot_roc
 from marginface.eval.verification import VerificationReport
 from marginface.inputs import require_file
+from marginface.outputs import check_output_dir
 
 __all__ = ["run_evaluation", "load_model_file"]
 
@@ -44,17 +46,24 @@ def run_evaluation(
     progress: bool = True,
     engine: str = "torch",
     detect: str | None = None,
-) -> VerificationReport:
+    n_folds: int = 10,
+    threshold: float | None = None,
+) -> VerificationReport | OneSidedReport:
     """Evaluate ``model_file`` on ``pairs_spec`` and write report.json, scores.csv and roc.png.
 
     ``detect`` ("central" / "largest"): align every image from its detected face (MTCNN) instead
     of landmarks (any landmarks file is ignored); the report's ``detection`` counts faces per
     image and the pairs left out because an image had no face.
+
+    ``n_folds``: folds of a set without its own (LFW has its own). ``threshold``: also report
+    accuracy, TAR and FAR there. A set with only same or only different pairs gets the report of
+    what it allows (:mod:`marginface.eval.one_sided`) and no roc.png. ``out_dir`` is checked
+    before any work; scores.csv and report.json are written before the plot.
     """
     start = time.perf_counter()
+    out_dir = check_output_dir(out_dir, "out_dir")
     if threads is not None:
         torch.set_num_threads(threads)
-    out_dir = Path(out_dir)
     model = load_model_file(model_file)
     pairs = load_pairs(pairs_spec, landmarks_file=None if detect else landmarks_file,
                        skip_bad_images=skip_bad_images)
@@ -75,6 +84,9 @@ def run_evaluation(
         skip_bad_images=skip_bad_images,
         num_workers=num_workers,
         engine=engine,
+        n_folds=n_folds,
+        threshold=threshold,
+        one_sided_ok=True,
     )
     report, scores = evaluation.report, evaluation.scores
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,8 +95,6 @@ def run_evaluation(
         writer.writerow(["fold", "same", "score"])
         for fold, same, score in zip(evaluation.folds, evaluation.issame, scores, strict=True):
             writer.writerow([int(fold), int(same), f"{float(score):.6f}"])
-    title = f"{Path(pairs.name).name}: acc {100 * report.accuracy_mean:.2f}%, AUC {report.auc:.4f}"
-    plot_roc(scores, evaluation.issame, out_dir / "roc.png", title=title)
     payload = report.to_dict()
     payload.update(
         model_file=str(model_file),
@@ -100,4 +110,8 @@ def run_evaluation(
     if detection is not None:
         payload["detection"] = detection
     atomic_write_text(out_dir / "report.json", json.dumps(payload, indent=2) + "\n")
+    if isinstance(report, VerificationReport):  # a one-sided set has no ROC
+        title = (f"{Path(pairs.name).name}: acc {100 * report.accuracy_mean:.2f}%, "
+                 f"AUC {report.auc:.4f}")
+        plot_roc(scores, evaluation.issame, out_dir / "roc.png", title=title)
     return report
