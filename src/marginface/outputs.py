@@ -40,9 +40,15 @@ def _check_writable_dir(target: Path, flag: str, start: Path) -> None:
     os.unlink(probe)
 
 
+def _path(path: str | Path, flag: str) -> Path:
+    if not str(path).strip():
+        raise OutputPathError(f"{flag}: the path is empty")
+    return Path(path)
+
+
 def check_output_file(path: str | Path, flag: str) -> Path:
     """``path`` can be written as a file (``flag`` names the option in the error)."""
-    path = Path(path)
+    path = _path(path, flag)
     if path.is_dir():
         raise OutputPathError(f"{flag} {path}: is a directory; give a file name")
     _check_writable_dir(path, flag, path.parent)
@@ -51,7 +57,7 @@ def check_output_file(path: str | Path, flag: str) -> Path:
 
 def check_output_dir(path: str | Path, flag: str) -> Path:
     """``path`` is a writable directory, or can be created as one."""
-    path = Path(path)
+    path = _path(path, flag)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{flag} {path}: is a file, not a directory")
     _check_writable_dir(path, flag, path)

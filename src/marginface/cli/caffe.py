@@ -37,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="print the mapping and check shapes; write nothing")
     convert.add_argument("-o", "--output", required=True, help="the model file to write")
     convert.set_defaults(func=_convert)
-    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+    parser.set_defaults(func=_no_action)
+
+
+def _no_action(args: argparse.Namespace) -> int:
+    raise ValueError("give an ACTION: summary or convert (see marginface caffe --help)")
 
 
 def _summary(args: argparse.Namespace) -> int:
