@@ -27,7 +27,7 @@ def _write(tmp_path, text: str | bytes):
     ("seed: 1\nseed: 2\n", "seed", 2, 1),
     ("optimizer:\n  lr: 0.1\n  momentum: 0.9\n  lr: 0.01\n", "lr", 4, 2),
     ("head: {name: cosface, margin: 0.3, margin: 0.4}\n", "margin", 1, 1),
-])
+], ids=["top-level", "nested", "flow-mapping"])
 def test_duplicate_keys_are_refused(tmp_path, text, key, line, first):
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
