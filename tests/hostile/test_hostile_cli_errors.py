@@ -71,14 +71,30 @@ def test_verify_threshold_must_be_finite(value, model_file, capsys):
     one_line_error(err, "--threshold", value)
 
 
-@pytest.mark.fault(kind="CLI arguments", fault="--threshold nan on identify, --fpir 0",
-                   behaviour="exit 2, one line naming the flag")
-@pytest.mark.parametrize(("flag", "value"), [("--threshold", "nan"), ("--threshold", "inf"),
-                                             ("--fpir", "0"), ("--fpir", "nan"),
-                                             ("--top-k", "0"), ("--batch-size", "-1")])
-def test_identify_numbers_are_checked(flag, value, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "identify", tmp_path, "--gallery", "g", "--model", "m",
-                           flag, value)
+IDENTIFY = ["identify", "probes", "--gallery", "g", "--model", "m"]
+EVALUATE = ["evaluate", "m", "--pairs", "p", "--out", "o"]
+
+
+@pytest.mark.fault(kind="CLI arguments", fault="non-finite, out-of-range or non-numeric numbers "
+                   "(--threshold, --fpir, --top-k, --batch-size, --workers, --n-folds, "
+                   "--max-steps, landmarks)", behaviour="exit 2, one line naming the flag")
+@pytest.mark.parametrize(("argv", "flag", "value"), [
+    ([*IDENTIFY, "--threshold", "nan"], "--threshold", "nan"),
+    ([*IDENTIFY, "--threshold", "inf"], "--threshold", "inf"),
+    ([*IDENTIFY, "--fpir", "0"], "--fpir", "0"),
+    ([*IDENTIFY, "--fpir", "nan"], "--fpir", "nan"),
+    ([*IDENTIFY, "--top-k", "0"], "--top-k", "0"),
+    ([*IDENTIFY, "--batch-size=-1"], "--batch-size", "-1"),
+    ([*EVALUATE, "--workers=-1"], "--workers", "-1"),
+    ([*EVALUATE, "--n-folds", "ten"], "--n-folds", "ten"),
+    ([*EVALUATE, "--threshold", "nan"], "--threshold", "nan"),
+    (["train", "--max-steps", "0"], "--max-steps", "0"),
+    (["verify", "a", "b", "--model", "m", "--landmarks-a", *["1"] * 9, "nan"],
+     "--landmarks-a", "nan"),
+    (["subcenter-clean", "run", "-o", "x", "--threshold", "inf"], "--threshold", "inf"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_numbers_are_checked(argv, flag, value, capsys):
+    code, _, err = run_cli(capsys, *argv)
     assert code == 2
     one_line_error(err, f"argument {flag}", value)
 

@@ -151,3 +151,41 @@ def test_bad_config_through_cli(tmp_path, capsys, text, needles):
     assert code == 2
     one_line_error(err, str(path), *needles)
     assert not (tmp_path / "run").exists()
+
+
+def _bomb() -> str:
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        name, previous = chr(97 + i), chr(96 + i)
+        levels.append(f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]")
+    return "model:\n  options:\n" + "".join(f"    {line}\n" for line in levels)
+
+
+@pytest.mark.fault(kind="config (YAML)", fault="alias bomb ('billion laughs', 9^10 nodes)",
+                   behaviour="ConfigError at once, naming the file; nothing expanded")
+def test_alias_bomb_is_refused(tmp_path):
+    path = _write(tmp_path, _bomb())
+    with pytest.raises(ConfigError, match=r"cfg\.yaml, line 1.*aliases expand to more than"):
+        load_config(path, STEPS)
+
+
+@pytest.mark.fault(kind="config (YAML)", fault="aliases used normally",
+                   behaviour="accepted: each alias is a copy of its anchor")
+def test_plain_aliases_still_work(tmp_path):
+    path = _write(tmp_path, "model:\n  options: &o {}\nhead:\n  options: *o\n")
+    assert load_config(path, STEPS).head.options == {}
+
+
+@pytest.mark.fault(kind="config (YAML)", fault="nesting 5000 deep",
+                   behaviour="ConfigError 'nested too deeply', not a RecursionError")
+def test_deep_nesting_is_refused(tmp_path):
+    path = _write(tmp_path, "seed: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path, STEPS)
+
+
+@pytest.mark.fault(kind="config (--set)", fault="a number that overflows to inf (1e400)",
+                   behaviour="ConfigError: must be a finite number, naming the key")
+def test_overflowing_number_is_refused():
+    with pytest.raises(ConfigError, match=r"^optimizer\.lr: must be a finite number, got inf"):
+        load_config(None, [*STEPS, "optimizer.lr=1e400"])
