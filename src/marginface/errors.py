@@ -14,7 +14,9 @@ the running command has that flag, so a message never names a flag the command l
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 __all__ = [
     "MarginfaceError",
@@ -24,6 +26,7 @@ __all__ = [
     "NotAFileError",
     "NotADirectoryInputError",
     "describe_os_error",
+    "naming_file",
 ]
 
 
@@ -83,3 +86,15 @@ def describe_os_error(error: OSError) -> str:
     if error.filename2 is not None:
         target += f" -> {error.filename2}"
     return f"{target}: {reason}"
+
+
+@contextmanager
+def naming_file(path: str | Path) -> Iterator[None]:
+    """Give an ``OSError`` raised inside without a file name (``write`` on a full disk: errno
+    only) the name ``path``, so the CLI can say which file could not be written."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise type(error)(error.errno, error.strerror, str(path)) from error

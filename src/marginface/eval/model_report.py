@@ -12,6 +12,7 @@ import torch
 from marginface.atomic import atomic_write, atomic_write_text
 from marginface.data.loading import load_pairs
 from marginface.detect.aligned import detect_pairset
+from marginface.errors import naming_file
 from marginface.eval.embed import model_preprocessing
 from marginface.eval.evaluate import evaluate_model
 from marginface.eval.one_sided import OneSidedReport
@@ -90,7 +91,8 @@ def run_evaluation(
     )
     report, scores = evaluation.report, evaluation.scores
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out_dir / "scores.csv", "w", newline="") as handle:
+    with naming_file(out_dir / "scores.csv"), \
+            atomic_write(out_dir / "scores.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["fold", "same", "score"])
         for fold, same, score in zip(evaluation.folds, evaluation.issame, scores, strict=True):
@@ -109,9 +111,11 @@ def run_evaluation(
     )
     if detection is not None:
         payload["detection"] = detection
-    atomic_write_text(out_dir / "report.json", json.dumps(payload, indent=2) + "\n")
+    with naming_file(out_dir / "report.json"):
+        atomic_write_text(out_dir / "report.json", json.dumps(payload, indent=2) + "\n")
     if isinstance(report, VerificationReport):  # a one-sided set has no ROC
         title = (f"{Path(pairs.name).name}: acc {100 * report.accuracy_mean:.2f}%, "
                  f"AUC {report.auc:.4f}")
-        plot_roc(scores, evaluation.issame, out_dir / "roc.png", title=title)
+        with naming_file(out_dir / "roc.png"):
+            plot_roc(scores, evaluation.issame, out_dir / "roc.png", title=title)
     return report
