@@ -49,6 +49,17 @@ def test_too_many_folds(folds, tmp_path, capsys, no_embedding):
     assert not (root / "out").exists()
 
 
+@pytest.mark.fault(kind="pair set", fault="--n-folds on a set with its own folds (4th column)",
+                   behaviour="exit 2 before embedding, one line: the set's own fold count")
+def test_n_folds_against_own_folds(tmp_path, capsys, no_embedding):
+    root = write_small_pair_set(tmp_path, BALANCED)
+    lines = (root / "pairs.txt").read_text().splitlines()
+    (root / "pairs.txt").write_text("".join(f"{line} {i % 2}\n" for i, line in enumerate(lines)))
+    code, _, err = _evaluate(capsys, root, "--n-folds", "3")
+    assert code == 2
+    one_line_error(err, "has its own 2 folds", "n_folds=3 (--n-folds)")
+
+
 @pytest.mark.fault(kind="pair set", fault="small set with --n-folds and --threshold",
                    behaviour="the k-fold report with the folds asked, and the rates at T")
 def test_small_set_with_n_folds_and_threshold(tmp_path, capsys):

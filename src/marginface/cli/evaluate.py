@@ -48,8 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave out pairs with missing/undecodable images (counted in report)",
     )
-    parser.add_argument("--n-folds", type=positive_int, default=10,
-                        help="folds of a set without its own (LFW has 10); default 10")
+    parser.add_argument("--n-folds", type=positive_int, default=None,
+                        help="folds of a set without its own (default 10; LFW brings its own)")
     parser.add_argument("--threshold", type=finite_float, default=None,
                         help="also report accuracy, TAR and FAR at this cosine threshold (the "
                         "one accuracy a set of only same or only different pairs allows)")

@@ -7,12 +7,13 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from marginface.atomic import atomic_write, atomic_write_text
 from marginface.data.loading import load_pairs
 from marginface.detect.aligned import detect_pairset
-from marginface.errors import naming_file
+from marginface.errors import UserInputError, naming_file
 from marginface.eval.embed import model_preprocessing
 from marginface.eval.evaluate import evaluate_model
 from marginface.eval.one_sided import OneSidedReport
@@ -47,7 +48,7 @@ def run_evaluation(
     progress: bool = True,
     engine: str = "torch",
     detect: str | None = None,
-    n_folds: int = 10,
+    n_folds: int | None = None,
     threshold: float | None = None,
 ) -> VerificationReport | OneSidedReport:
     """Evaluate ``model_file`` on ``pairs_spec`` and write report.json, scores.csv and roc.png.
@@ -56,7 +57,8 @@ def run_evaluation(
     of landmarks (any landmarks file is ignored); the report's ``detection`` counts faces per
     image and the pairs left out because an image had no face.
 
-    ``n_folds``: folds of a set without its own (LFW has its own). ``threshold``: also report
+    ``n_folds``: folds of a set without its own (default 10); a set with its own folds (LFW)
+    refuses another number. ``threshold``: also report
     accuracy, TAR and FAR there. A set with only same or only different pairs gets the report of
     what it allows (:mod:`marginface.eval.one_sided`) and no roc.png. ``out_dir`` is checked
     before any work; scores.csv and report.json are written before the plot.
@@ -68,6 +70,11 @@ def run_evaluation(
     model = load_model_file(model_file)
     pairs = load_pairs(pairs_spec, landmarks_file=None if detect else landmarks_file,
                        skip_bad_images=skip_bad_images)
+    if n_folds is not None and pairs.folds is not None:
+        own = len(np.unique(pairs.folds))
+        if n_folds != own:
+            raise UserInputError(f"{pairs.name} has its own {own} folds (its protocol's): "
+                                 f"n_folds={n_folds} (--n-folds) applies only to a set without")
     detection: dict | None = None
     if detect is not None:
         _, template, _ = model_preprocessing(model)
@@ -85,7 +92,7 @@ def run_evaluation(
         skip_bad_images=skip_bad_images,
         num_workers=num_workers,
         engine=engine,
-        n_folds=n_folds,
+        n_folds=10 if n_folds is None else n_folds,
         threshold=threshold,
         one_sided_ok=True,
     )
