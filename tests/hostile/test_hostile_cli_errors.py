@@ -113,7 +113,9 @@ def test_unknown_option_is_one_line(capsys):
                                               ('{"threshold": NaN}', "finite"),
                                               ('{"threshold": null}', "finite"),
                                               ("[1, 2]", "no 'threshold'"),
-                                              ('{"threshold": 0.3', "line 1")])
+                                              ('{"threshold": 0.3', "line 1"),
+                                              ('{"one_sided": true, "pairs": 10}',
+                                               "one kind of pair only")])
 def test_verify_report_is_checked(text, needle, tmp_path, model_file, capsys):
     (tmp_path / "report.json").write_text(text)
     code, _, err = run_cli(capsys, "verify", "a.png", "b.png", "--model", model_file,

@@ -189,3 +189,12 @@ def test_deep_nesting_is_refused(tmp_path):
 def test_overflowing_number_is_refused():
     with pytest.raises(ConfigError, match=r"^optimizer\.lr: must be a finite number, got inf"):
         load_config(None, [*STEPS, "optimizer.lr=1e400"])
+
+
+@pytest.mark.fault(kind="config", fault="train.device not a device the trainer runs on "
+                   "(gpu, mps, cuda:x)", behaviour="ConfigError naming train.device and the "
+                   "valid forms (was an internal RuntimeError from torch)")
+@pytest.mark.parametrize("device", ["gpu", "mps", "cuda:x", "CPU", ""])
+def test_bad_device_is_a_config_error(device):
+    with pytest.raises(ConfigError, match=r"^train\.device: expected cpu, cuda or cuda:N"):
+        load_config(None, [*STEPS, f"train.device='{device}'"])

@@ -72,6 +72,9 @@ def _run(args: argparse.Namespace) -> int:
     threshold = args.threshold
     if threshold is None and args.report:
         report = read_json(args.report, "--report")
+        if isinstance(report, dict) and report.get("one_sided"):
+            raise UserInputError(f"--report {args.report}: its pair set had one kind of pair "
+                                 "only, so no threshold was learned; give --threshold T")
         if not isinstance(report, dict) or "threshold" not in report:
             raise UserInputError(f"--report {args.report}: no 'threshold' (expected the "
                                  "report.json of marginface evaluate)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +279,9 @@ def _check_values(c: Config) -> None:
     for path, value, ok in checks:
         if not ok:
             raise ValueError(f"{path}: invalid value {value!r}")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", c.train.device):
+        raise ConfigError(f"train.device: expected cpu, cuda or cuda:N (the devices the trainer "
+                          f"runs on), got {c.train.device!r}")
     if c.train.max_steps is None and c.train.epochs is None:
         raise ValueError("train.max_steps or train.epochs must be given")
     if c.data.kind == "synthetic" and c.data.min_images_per_identity > 1:
