@@ -4,6 +4,7 @@ bad bytes and bad YAML are refused before training, naming the file, line and ke
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from hostile_cli_helpers import one_line_error, run_cli
@@ -198,3 +199,21 @@ def test_overflowing_number_is_refused():
 def test_bad_device_is_a_config_error(device):
     with pytest.raises(ConfigError, match=r"^train\.device: expected cpu, cuda or cuda:N"):
         load_config(None, [*STEPS, f"train.device='{device}'"])
+
+
+@pytest.mark.fault(kind="config", fault="values torch would refuse late or take silently "
+                   "(negative milestone, momentum -1, betas 2, huge input, bad dtype name)",
+                   behaviour="ConfigError naming the key, at load time")
+@pytest.mark.parametrize(("override", "key"), [
+    ("schedule.milestones=[-5]", "schedule.milestones"),
+    ("schedule.gamma=0", "schedule.gamma"),
+    ("schedule.warmup_start_factor=2", "schedule.warmup_start_factor"),
+    ("optimizer.momentum=-1", "optimizer.momentum"),
+    ("optimizer.betas=[2, 3]", "optimizer.betas"),
+    ("optimizer.eps=0", "optimizer.eps"),
+    ("model.input_size=[100000, 100000]", "model.input_size"),
+    ("head.options={matmul_dtype: nope}", "head.options.matmul_dtype"),
+])
+def test_value_ranges_name_the_key(override, key):
+    with pytest.raises(ValueError, match=rf"^{re.escape(key)}: "):
+        load_config(None, [*STEPS, override])
