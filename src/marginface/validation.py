@@ -7,6 +7,7 @@ computation, so that nothing is clipped or dropped silently.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -21,6 +22,7 @@ __all__ = [
     "check_sphereface",
     "check_embeddings",
     "check_labels",
+    "Interval",
 ]
 
 
@@ -111,3 +113,31 @@ def check_in_range(name: str, value: float, low: float, high: float, what: str =
     ):
         raise ValueError(f"{name} must be {what or 'a number'} in [{low}, {high}], got {value!r}")
     return float(value)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A valid range a head declares for an option (``CosFace.margin_range``): one source for the
+    constructor's check, the config's check and the docs. ``text`` is how it reads, e.g.
+    ``[0, pi/2)``; ``why`` says what goes wrong outside it."""
+
+    low: float
+    high: float
+    text: str
+    what: str = "a number"
+    high_open: bool = False
+    why: str = ""
+
+    def contains(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not math.isfinite(value) or value < self.low:
+            return False
+        return value < self.high if self.high_open else value <= self.high
+
+    def check(self, name: str, value: float) -> float:
+        """``float(value)``, or a ValueError naming ``name``, the range and the reason."""
+        if not self.contains(value):
+            why = f" ({self.why})" if self.why else ""
+            raise ValueError(f"{name} must be {self.what} in {self.text}, got {value!r}{why}")
+        return float(value)

@@ -18,15 +18,16 @@ def test_yaml_file_and_overrides(tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text("model:\n  name: mobilefacenet\n  input_size: [112, 96]\n"
                     "head:\n  name: arcface\n  margin: 0.5\ntrain:\n  max_steps: 100\n")
-    c = load_config(path, ["optimizer.lr=1e-3", "train.batch_size=32", "head.options={m1: 1.0}",
-                           "data.flip=false", "schedule.milestones=[10, 20]"])
+    c = load_config(path, ["optimizer.lr=1e-3", "train.batch_size=32",
+                           "head.options={detach_margin: true}", "data.flip=false",
+                           "schedule.milestones=[10, 20]"])
     assert isinstance(c, Config)
     assert c.model.input_size == (112, 96)
     assert c.head.name == "arcface" and c.head.margin == 0.5
     assert c.optimizer.lr == pytest.approx(1e-3) and isinstance(c.optimizer.lr, float)
     assert c.train.batch_size == 32 and c.data.flip is False
     assert c.schedule.milestones == [10, 20]
-    assert c.head.options == {"m1": 1.0}
+    assert c.head.options == {"detach_margin": True}
 
 
 def test_round_trip(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli.options import check_outputs, non_negative_int, positive_int
 from marginface.data.align import TEMPLATES
 from marginface.data.align_batch import align_folder, align_pairs_to_bin
 from marginface.data.loading import load_pairs
@@ -29,19 +30,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--format", choices=["JPEG", "PNG"], default="JPEG", help="image format of an output folder"
     )
-    parser.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    parser.add_argument("--quality", type=positive_int, default=95, help="JPEG quality")
     parser.add_argument("--detect", action="store_true",
                         help="detect the face (MTCNN) instead of reading landmarks; "
                         "--landmarks is then ignored (folder output only)")
     parser.add_argument("--face", choices=["central", "largest"], default="central",
                         help="with --detect: which face of an image with several")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=non_negative_int, default=2)
     parser.add_argument("--skip-bad-images", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "file" if args.out.lower().endswith(".bin") else "dir"))
     common = dict(
         template=args.template,
         quality=args.quality,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli.options import check_outputs, positive_int
+
 __all__ = ["register"]
 
 
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--model", required=True, help="registered model name, e.g. sphere20")
     convert.add_argument("--input-size", default=None, metavar="HxW",
                          help="input size, e.g. 112x96 (default: the net's input shape)")
-    convert.add_argument("--embedding-dim", type=int, default=None,
+    convert.add_argument("--embedding-dim", type=positive_int, default=None,
                          help="embedding size (default: the output blob's size)")
     convert.add_argument("--output-blob", default=None,
                          help="the embedding blob (default: the last layer's top)")
@@ -35,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="print the mapping and check shapes; write nothing")
     convert.add_argument("-o", "--output", required=True, help="the model file to write")
     convert.set_defaults(func=_convert)
-    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+    parser.set_defaults(func=_no_action)
+
+
+def _no_action(args: argparse.Namespace) -> int:
+    raise ValueError("give an ACTION: summary or convert (see marginface caffe --help)")
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -47,6 +53,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    check_outputs((None if args.dry_run else args.output, "--output", "file"))
     from marginface.caffe.convert import convert_caffe_to_file
 
     size = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli.options import check_outputs, non_negative_int
 from marginface.detect.outputs import detect_images
 
 __all__ = ["register"]
@@ -22,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="write copies with boxes and landmarks drawn into DIR")
     parser.add_argument("--face", choices=["all", "central", "largest"], default="all",
                         help="faces listed per image (default: all)")
-    parser.add_argument("--workers", type=int, default=2, help="image decoding processes")
+    parser.add_argument("--workers", type=non_negative_int, default=2,
+                        help="image decoding processes")
     parser.add_argument("--skip-bad-images", action="store_true",
                         help="skip and count unreadable or too-small images instead of failing")
     parser.add_argument("--no-progress", action="store_true")
@@ -30,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "file"), (args.draw, "--draw", "dir"))
     report = detect_images(args.images, args.out, draw_dir=args.draw, policy=args.face,
                            num_workers=args.workers, progress=not args.no_progress,
                            skip_bad_images=args.skip_bad_images)

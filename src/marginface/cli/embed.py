@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli.options import add_embedding_options, flip_of
+from marginface.cli.options import add_embedding_options, check_outputs, flip_of
 from marginface.eval.images import embed_folder, embed_folder_detected
 from marginface.eval.model_report import load_model_file
 
@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "file"))
     if args.detect:
         npy, listing, report = embed_folder_detected(
             load_model_file(args.model), args.folder, args.out, face=args.face,

@@ -8,6 +8,7 @@ import argparse
 from marginface.cli.options import (
     add_detect_options,
     add_embedding_options,
+    check_outputs,
     embedding_kwargs,
     flip_of,
 )
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "file"), (args.gallery, "--gallery", "file"))
     if args.gallery and args.folder and not args.add:
         raise ValueError("to enrol DIR into an existing --gallery, pass --add")
     if args.add and not args.gallery:

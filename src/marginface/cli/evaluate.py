@@ -1,4 +1,5 @@
-"""``marginface evaluate MODEL_FILE --pairs SPEC --out DIR``: 10-fold verification report."""
+"""``marginface evaluate MODEL_FILE --pairs SPEC --out DIR``: k-fold verification report (or,
+for a set of one kind of pair, what it allows)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import argparse
 import json
 from pathlib import Path
 
+from marginface.cli.options import check_outputs, finite_float, non_negative_int, positive_int
 from marginface.eval.engines import ENGINES
 from marginface.eval.model_report import run_evaluation
+from marginface.eval.verification import VerificationReport
 
 __all__ = ["register"]
 
@@ -16,8 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="verification accuracy of a model file on LFW / a .bin / a pairs list",
-        description="Embed the pairs' faces (aligned from landmarks when given), run the 10-fold "
-        "protocol and write DIR/report.json, DIR/scores.csv and DIR/roc.png.",
+        description="Embed the pairs' faces (aligned from landmarks when given), run the k-fold "
+        "protocol (--n-folds, default 10) and write DIR/report.json, DIR/scores.csv and "
+        "DIR/roc.png. A set of only same (or only different) pairs gets a report of what it "
+        "allows: the rates at --threshold, the score range; no k-fold accuracy, ROC or TAR@FAR.",
     )
     parser.add_argument("model_file", help="a marginface model file (marginface.models.save_model)")
     parser.add_argument(
@@ -43,15 +48,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave out pairs with missing/undecodable images (counted in report)",
     )
+    parser.add_argument("--n-folds", type=positive_int, default=None,
+                        help="folds of a set without its own (default 10; LFW brings its own)")
+    parser.add_argument("--threshold", type=finite_float, default=None,
+                        help="also report accuracy, TAR and FAR at this cosine threshold (the "
+                        "one accuracy a set of only same or only different pairs allows)")
     parser.add_argument("--landmarks", default=None, help="landmarks file (lfw_landmark layout)")
     parser.add_argument("--detect", action="store_true",
                         help="raw photos: align each image from its detected face (MTCNN); "
                         "landmarks are ignored; pairs whose image has no face are counted")
     parser.add_argument("--face", choices=["central", "largest"], default="central",
                         help="with --detect: which face of an image with several")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader decode/align workers")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--workers", type=non_negative_int, default=2,
+                        help="DataLoader decode/align workers")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
     parser.add_argument(
         "--engine",
         choices=list(ENGINES),
@@ -63,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "dir"))
     report = run_evaluation(
         args.model_file,
         args.pairs,
@@ -77,6 +89,8 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         engine=args.engine,
         detect=args.face if args.detect else None,
+        n_folds=args.n_folds,
+        threshold=args.threshold,
     )
     print(report.summary())
     if args.detect:
@@ -84,5 +98,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"detection ({found['policy']} face): {found['with_face']} of {found['images']} "
               f"images with a face (faces per image {found['faces_per_image']}), "
               f"{found['no_face']} with none -> {found['no_face_pairs']} pairs left out")
-    print(f"wrote {args.out}/report.json, scores.csv, roc.png")
+    roc = ", roc.png" if isinstance(report, VerificationReport) else " (no ROC: one kind of pair)"
+    print(f"wrote {args.out}/report.json, scores.csv{roc}")
     return 0

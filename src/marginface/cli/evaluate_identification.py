@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from marginface.cli.options import add_embedding_options, flip_of
+from marginface.cli.options import add_embedding_options, check_outputs, flip_of
 from marginface.eval.engines import ENGINES
 from marginface.eval.identification_run import run_lfw_identification
 
@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "dir"))
     report = run_lfw_identification(
         args.model,
         args.lfw,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from marginface.cli.options import check_outputs, non_negative_int, positive_int
 from marginface.eval.engines import ENGINES
 from marginface.eval.ijb.run import evaluate_ijb
 from marginface.eval.model_report import load_model_file
@@ -25,13 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-detector-score", action="store_true",
                         help="do not weight images by their detector score")
     parser.add_argument("--engine", choices=ENGINES, default="torch")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--workers", type=non_negative_int, default=2)
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "dir"))
     report = evaluate_ijb(
         load_model_file(args.model),
         args.root,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from marginface.cli.options import check_outputs
+
 __all__ = ["register"]
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.output, "--output", "file"))
     from marginface.models.export import export_model
 
     path = export_model(args.model_file, args.output, format=args.format)

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli.options import add_detect_options, add_embedding_options, embedding_kwargs
+from marginface.cli.options import (
+    add_detect_options,
+    add_embedding_options,
+    check_outputs,
+    embedding_kwargs,
+    finite_float,
+    positive_int,
+    probability,
+)
 from marginface.eval.model_report import load_model_file
 from marginface.identify.gallery import load_gallery
 from marginface.identify.probes import (
@@ -26,13 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("probes", help="a probe image or a folder of them (recursive)")
     parser.add_argument("--gallery", required=True, help="gallery file from 'marginface enroll'")
     parser.add_argument("--model", required=True, help="the model file the gallery was made with")
-    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--top-k", type=positive_int, default=5)
     rule = parser.add_mutually_exclusive_group()
-    rule.add_argument("--threshold", type=float, default=None,
+    rule.add_argument("--threshold", type=finite_float, default=None,
                       help="cosine threshold: the best identity is the answer iff score > T")
     rule.add_argument("--report", default=None,
                       help="identification report.json giving the threshold for --fpir")
-    parser.add_argument("--fpir", type=float, default=0.01,
+    parser.add_argument("--fpir", type=probability, default=0.01,
                         help="false positive identification rate for --report (default 0.01)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                         help="search precision (exact backend)")
@@ -47,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "file"))
     threshold = args.threshold
     if args.report:
         threshold = threshold_from_report(args.report, args.fpir)

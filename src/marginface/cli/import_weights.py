@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from marginface.cli.options import check_outputs, finite_float, positive_int
+
 __all__ = ["register", "parse_size"]
 
 
@@ -17,6 +19,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_outputs((None if args.dry_run else args.output, "--output", "file"))
     from marginface.models.import_weights import import_checkpoint_file
 
     preprocessing = {}
@@ -45,10 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path, help="torch checkpoint (.ckpt/.pt/.pth)")
     p.add_argument("--model", required=True, help="marginface model name (create_model)")
     p.add_argument("--input-size", type=parse_size, required=True, metavar="HxW")
-    p.add_argument("--embedding-dim", type=int, help="embedding size (default: the model's)")
+    p.add_argument("--embedding-dim", type=positive_int,
+                   help="embedding size (default: the model's)")
     p.add_argument("--key", help="the checkpoint's key holding the state dict (default: found)")
-    p.add_argument("--mean", type=float, help="preprocessing mean stored with the model")
-    p.add_argument("--std", type=float, help="preprocessing std stored with the model")
+    p.add_argument("--mean", type=finite_float, help="preprocessing mean stored with the model")
+    p.add_argument("--std", type=finite_float, help="preprocessing std stored with the model")
     p.add_argument("-o", "--output", type=Path, help="model file to write (.safetensors)")
     p.add_argument("--dry-run", action="store_true", help="print the mapping, write nothing")
     p.add_argument("-v", "--verbose", action="store_true", help="print the mapping too")

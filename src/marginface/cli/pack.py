@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from marginface.cli.options import check_outputs, non_negative_int
 from marginface.data.recfile import pack_folder
 from marginface.detect.pack import pack_folder_detected
 from marginface.templates import TEMPLATES
@@ -29,12 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="with --detect: the alignment template (required)")
     parser.add_argument("--face", choices=["central", "largest"], default="central",
                         help="with --detect: which face of a photo with several")
-    parser.add_argument("--workers", type=int, default=2, help="with --detect: decode processes")
+    parser.add_argument("--workers", type=non_negative_int, default=2,
+                        help="with --detect: decode processes")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    rec = Path(args.out)
+    check_outputs((rec, "OUT", "file"), (rec.with_suffix(".idx"), "OUT (.idx)", "file"),
+                  (rec.parent / "property", "OUT (property)", "file"))
     if args.detect:
         if args.template is None:
             raise ValueError("pack --detect needs --template (e.g. arcface_112x112)")

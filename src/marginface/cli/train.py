@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from marginface.cli.options import check_outputs, positive_int
+
 __all__ = ["register"]
 
 
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optimizer.lr=0.05 (repeatable)")
     p.add_argument("--out", help="run directory (default: runs/<config>-<time>)")
-    p.add_argument("--max-steps", type=int, help="total number of optimizer steps")
+    p.add_argument("--max-steps", type=positive_int, help="total number of optimizer steps")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--init", metavar="MODEL.safetensors",
                    help="start the backbone from this marginface model file, with a new head "
@@ -35,12 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a small MobileFaceNet with a CosFace head on rendered synthetic "
                     "identities and print held-out verification accuracy as it rises.")
     d.add_argument("--out", help="run directory (default: runs/demo-<time>)")
-    d.add_argument("--max-steps", type=int, help="total number of optimizer steps")
+    d.add_argument("--max-steps", type=positive_int, help="total number of optimizer steps")
     d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     d.set_defaults(func=_demo)
 
 
 def _train(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "dir"), (args.resume, "--resume", "dir"))
     if args.caffe_net or args.caffe_solver:
         return _train_caffe(args)
     from marginface.train.engine import TrainingDiverged
@@ -61,6 +64,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    check_outputs((args.out, "--out", "dir"))
     from marginface.train.launch import run_demo
 
     run_demo(args.out, max_steps=args.max_steps, overrides=args.overrides)

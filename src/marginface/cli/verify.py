@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
+from marginface.cli.options import finite_float
 from marginface.data.lfw import read_landmarks
+from marginface.errors import UserInputError
 from marginface.eval.images import verify_images
 from marginface.eval.model_report import load_model_file
+from marginface.inputs import finite_number, read_json
 
 __all__ = ["register"]
 
@@ -40,20 +42,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="marginface model file")
     parser.add_argument(
         "--landmarks-a",
-        type=float,
+        type=finite_float,
         nargs=10,
         default=None,
         metavar="V",
         help="x1 y1 ... x5 y5 of image A (otherwise it must be an aligned crop)",
     )
-    parser.add_argument("--landmarks-b", type=float, nargs=10, default=None, metavar="V")
+    parser.add_argument("--landmarks-b", type=finite_float, nargs=10, default=None, metavar="V")
     parser.add_argument(
         "--landmarks",
         default=None,
         help="landmarks file (lfw_landmark layout): the entry whose path the image path ends with",
     )
     parser.add_argument(
-        "--threshold", type=float, default=None, help="cosine threshold: same iff score > T"
+        "--threshold", type=finite_float, default=None, help="cosine threshold: same iff score > T"
     )
     parser.add_argument(
         "--report", default=None, help="take the threshold from an evaluate report.json"
@@ -69,7 +71,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     threshold = args.threshold
     if threshold is None and args.report:
-        threshold = float(json.loads(Path(args.report).read_text())["threshold"])
+        report = read_json(args.report, "--report")
+        if isinstance(report, dict) and report.get("one_sided"):
+            raise UserInputError(f"--report {args.report}: its pair set had one kind of pair "
+                                 "only, so no threshold was learned; give --threshold T")
+        if not isinstance(report, dict) or "threshold" not in report:
+            raise UserInputError(f"--report {args.report}: no 'threshold' (expected the "
+                                 "report.json of marginface evaluate)")
+        threshold = finite_number(report["threshold"], f"--report {args.report}: threshold")
     landmarks_a = _points(args.landmarks_a, "--landmarks-a")
     landmarks_b = _points(args.landmarks_b, "--landmarks-b")
     if args.landmarks and not args.detect:

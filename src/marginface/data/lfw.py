@@ -15,6 +15,7 @@ import numpy as np
 
 from marginface.atomic import atomic_write_text
 from marginface.data.pairs import PairSet, build_pairset
+from marginface.inputs import read_text
 
 __all__ = [
     "lfw_image_path",
@@ -43,9 +44,7 @@ def _int(text: str, path: Path, number: int, what: str) -> int:
 def read_lfw_pairs(path: str | Path) -> list[tuple[str, str, bool, int]]:
     """``[(relpath_a, relpath_b, same, fold)]`` from an LFW pairs.txt, in file order."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"LFW pairs file {path} does not exist")
-    lines = path.read_text().splitlines()
+    lines = read_text(path, "LFW pairs file").splitlines()
     header = lines[0].split() if lines else []
     if len(header) != 2:
         raise ValueError(f"{path}, line 1: expected 'folds pairs_per_class', got {lines[:1]}")
@@ -77,9 +76,8 @@ def read_lfw_pairs(path: str | Path) -> list[tuple[str, str, bool, int]]:
 def read_lfw_people(path: str | Path) -> list[list[tuple[str, int]]]:
     """LFW people.txt as one ``[(name, image_count)]`` list per fold."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"LFW people file {path} does not exist")
-    rows = [(n, line.split()) for n, line in enumerate(path.read_text().splitlines(), 1)]
+    lines = read_text(path, "LFW people file").splitlines()
+    rows = [(n, line.split()) for n, line in enumerate(lines, 1)]
     rows = [(n, f) for n, f in rows if f]
     if not rows or len(rows[0][1]) != 1:
         raise ValueError(f"{path}, line 1: expected the number of folds")
@@ -105,10 +103,8 @@ def read_lfw_people(path: str | Path) -> list[list[tuple[str, int]]]:
 def read_landmarks(path: str | Path) -> dict[str, np.ndarray]:
     """``{relative_path: (5, 2) float32 points}`` from a file in lfw_landmark.txt's layout."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"landmarks file {path} does not exist")
     table: dict[str, np.ndarray] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(path, "landmarks file").splitlines(), 1):
         fields = line.split()
         if not fields:
             continue

@@ -23,6 +23,8 @@ def load_pairs(
 ) -> PairSet:
     """Load a verification pair set from ``lfw:DIR``, a ``.bin`` or a pairs list file."""
     text = str(spec)
+    if not text.strip():
+        raise ValueError("the pairs spec is empty (use lfw:DIR, PATH.bin or a pairs list file)")
     if text.startswith("lfw:"):
         return load_lfw(text[4:], landmarks_file=landmarks_file, skip_bad_images=skip_bad_images)
     path = Path(text)

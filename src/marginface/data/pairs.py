@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from marginface.atomic import atomic_write_text
+from marginface.inputs import read_text
 
 __all__ = ["ImageItem", "PairSet", "load_pairs_list", "write_pairs_list", "build_pairset"]
 
@@ -146,12 +147,11 @@ def load_pairs_list(
 ) -> PairSet:
     """Read a pairs list (``path_a path_b 0|1 [fold]`` per line); see the module docstring."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pairs file {path} does not exist")
+    text = read_text(path, "pairs file")
     base = Path(root) if root is not None else path.parent
     entries: list[tuple[Path, Path, bool, int | None]] = []
     where: list[str] = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue

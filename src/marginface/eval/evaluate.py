@@ -19,7 +19,9 @@ import numpy as np
 import torch
 
 from marginface.data.pairs import PairSet
+from marginface.errors import UserInputError
 from marginface.eval.embed import compute_embeddings
+from marginface.eval.one_sided import OneSidedReport, one_sided_report, rates_at_threshold
 from marginface.eval.verification import VerificationReport, contiguous_folds, verify_scores
 
 __all__ = ["PairSetEvaluation", "pair_scores", "fold_ids", "evaluate_model"]
@@ -35,7 +37,7 @@ class PairSetEvaluation:
     were already missing when the set was loaded.
     """
 
-    report: VerificationReport
+    report: VerificationReport | OneSidedReport
     scores: np.ndarray
     folds: np.ndarray
     issame: np.ndarray
@@ -93,6 +95,32 @@ def fold_ids(pairset: PairSet, n_folds: int = 10) -> np.ndarray:
     return contiguous_folds(len(pairset), n_folds)
 
 
+def _plan(pairs: PairSet, n_folds: int, one_sided_ok: bool,
+          subtract_mean: bool) -> tuple[bool, np.ndarray]:
+    """``(one_sided, folds)``: whether the set has one kind of pair only, and each pair's fold.
+
+    Errors: a one-sided set unless ``one_sided_ok``; ``n_folds`` outside [2, pairs] when folds
+    are needed (a one-sided set learns no threshold: its folds matter only to subtract_mean).
+    """
+    count, positives = len(pairs.issame), int(np.sum(pairs.issame))
+    if count == 0:
+        raise UserInputError(f"pair set {pairs.name} has no pairs to evaluate "
+                             f"({pairs.skipped} skipped)")
+    one_sided = positives in (0, count)
+    if one_sided and not one_sided_ok:
+        raise UserInputError(
+            f"pair set {pairs.name} has only {'same' if positives else 'different'} pairs "
+            f"({count}): the k-fold accuracy, ROC and TAR at FAR need both kinds "
+            "(marginface evaluate reports what such a set allows)")
+    if one_sided and not subtract_mean:
+        return True, np.zeros(count, dtype=np.int64)
+    if pairs.folds is None and not (isinstance(n_folds, int) and 2 <= n_folds <= count):
+        raise UserInputError(
+            f"n_folds={n_folds!r}: the {count} pairs of {pairs.name} split into 2 to {count} "
+            "folds", hints=[("--n-folds", f"N with 2 <= N <= {count}")])
+    return one_sided, fold_ids(pairs, n_folds)
+
+
 def evaluate_model(
     model: torch.nn.Module,
     pairs: PairSet,
@@ -107,6 +135,8 @@ def evaluate_model(
     fars: tuple[float, ...] = (1e-1, 1e-2, 1e-3),
     details: dict[str, Any] | None = None,
     engine: str = "torch",
+    threshold: float | None = None,
+    one_sided_ok: bool = False,
 ) -> PairSetEvaluation:
     """Embed the pair set's images with ``model`` and run the 10-fold protocol.
 
@@ -116,7 +146,11 @@ def evaluate_model(
     ``report.skipped`` counts them (with pairs already skipped while loading the set).
     ``details`` is deprecated (the result carries the same fields); when given it is still filled.
     ``engine``: inference path (``marginface.eval.engines``); ``num_workers`` decode processes.
+    ``threshold``: also report accuracy, TAR and FAR at this threshold. A set with only same (or
+    only different) pairs is an error, unless ``one_sided_ok``: then the report is a
+    :class:`marginface.eval.one_sided.OneSidedReport` of what such a set allows.
     """
+    _plan(pairs, n_folds, one_sided_ok, subtract_mean)  # before the long embedding step
     used = np.unique(pairs.pairs.ravel())
     items = [pairs.images[i] for i in used]
     result = compute_embeddings(
@@ -140,13 +174,20 @@ def evaluate_model(
         keep = ~bad[local].any(axis=1)
         evaluated = pairs.subset(keep)
         local = local[keep]
-    folds = fold_ids(evaluated, n_folds)
-    scores = pair_scores(result.embeddings, local, folds=folds, subtract_mean=subtract_mean)
-    report = verify_scores(
-        scores, evaluated.issame, folds=folds, fars=fars, skipped=evaluated.skipped
-    )
-    if scores.ndim == 2:
-        scores = scores[np.searchsorted(np.unique(folds), folds), np.arange(len(folds))]
+    one_sided, folds = _plan(evaluated, n_folds, one_sided_ok, subtract_mean)
+    raw = pair_scores(result.embeddings, local, folds=folds, subtract_mean=subtract_mean)
+    scores = raw  # the held-out score of each pair
+    if raw.ndim == 2:
+        scores = raw[np.searchsorted(np.unique(folds), folds), np.arange(len(folds))]
+    report: VerificationReport | OneSidedReport
+    if one_sided:
+        report = one_sided_report(scores, evaluated.issame, threshold=threshold,
+                                  skipped=evaluated.skipped)
+    else:
+        report = verify_scores(raw, evaluated.issame, folds=folds, fars=fars,
+                               skipped=evaluated.skipped)
+        if threshold is not None:
+            report.at_threshold = rates_at_threshold(scores, evaluated.issame, threshold)
     evaluation = PairSetEvaluation(
         report=report, scores=scores, folds=folds, issame=evaluated.issame,
         alignment=dict(result.methods),

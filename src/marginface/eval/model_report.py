@@ -7,24 +7,27 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from marginface.atomic import atomic_write, atomic_write_text
 from marginface.data.loading import load_pairs
 from marginface.detect.aligned import detect_pairset
+from marginface.errors import UserInputError, naming_file
 from marginface.eval.embed import model_preprocessing
 from marginface.eval.evaluate import evaluate_model
+from marginface.eval.one_sided import OneSidedReport
 from marginface.eval.plots import plot_roc
 from marginface.eval.verification import VerificationReport
+from marginface.inputs import require_file
+from marginface.outputs import check_output_dir
 
 __all__ = ["run_evaluation", "load_model_file"]
 
 
 def load_model_file(path: str | Path) -> torch.nn.Module:
     """Load a marginface model file (``marginface.models.load_model``), ready for inference."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
+    path = require_file(path, "model file")
     from marginface.models import load_model
 
     return load_model(path).eval()
@@ -45,20 +48,33 @@ def run_evaluation(
     progress: bool = True,
     engine: str = "torch",
     detect: str | None = None,
-) -> VerificationReport:
+    n_folds: int | None = None,
+    threshold: float | None = None,
+) -> VerificationReport | OneSidedReport:
     """Evaluate ``model_file`` on ``pairs_spec`` and write report.json, scores.csv and roc.png.
 
     ``detect`` ("central" / "largest"): align every image from its detected face (MTCNN) instead
     of landmarks (any landmarks file is ignored); the report's ``detection`` counts faces per
     image and the pairs left out because an image had no face.
+
+    ``n_folds``: folds of a set without its own (default 10); a set with its own folds (LFW)
+    refuses another number. ``threshold``: also report
+    accuracy, TAR and FAR there. A set with only same or only different pairs gets the report of
+    what it allows (:mod:`marginface.eval.one_sided`) and no roc.png. ``out_dir`` is checked
+    before any work; scores.csv and report.json are written before the plot.
     """
     start = time.perf_counter()
+    out_dir = check_output_dir(out_dir, "out_dir")
     if threads is not None:
         torch.set_num_threads(threads)
-    out_dir = Path(out_dir)
     model = load_model_file(model_file)
     pairs = load_pairs(pairs_spec, landmarks_file=None if detect else landmarks_file,
                        skip_bad_images=skip_bad_images)
+    if n_folds is not None and pairs.folds is not None:
+        own = len(np.unique(pairs.folds))
+        if n_folds != own:
+            raise UserInputError(f"{pairs.name} has its own {own} folds (its protocol's): "
+                                 f"n_folds={n_folds} (--n-folds) applies only to a set without")
     detection: dict | None = None
     if detect is not None:
         _, template, _ = model_preprocessing(model)
@@ -76,16 +92,18 @@ def run_evaluation(
         skip_bad_images=skip_bad_images,
         num_workers=num_workers,
         engine=engine,
+        n_folds=10 if n_folds is None else n_folds,
+        threshold=threshold,
+        one_sided_ok=True,
     )
     report, scores = evaluation.report, evaluation.scores
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out_dir / "scores.csv", "w", newline="") as handle:
+    with naming_file(out_dir / "scores.csv"), \
+            atomic_write(out_dir / "scores.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["fold", "same", "score"])
         for fold, same, score in zip(evaluation.folds, evaluation.issame, scores, strict=True):
             writer.writerow([int(fold), int(same), f"{float(score):.6f}"])
-    title = f"{Path(pairs.name).name}: acc {100 * report.accuracy_mean:.2f}%, AUC {report.auc:.4f}"
-    plot_roc(scores, evaluation.issame, out_dir / "roc.png", title=title)
     payload = report.to_dict()
     payload.update(
         model_file=str(model_file),
@@ -100,5 +118,11 @@ def run_evaluation(
     )
     if detection is not None:
         payload["detection"] = detection
-    atomic_write_text(out_dir / "report.json", json.dumps(payload, indent=2) + "\n")
+    with naming_file(out_dir / "report.json"):
+        atomic_write_text(out_dir / "report.json", json.dumps(payload, indent=2) + "\n")
+    if isinstance(report, VerificationReport):  # a one-sided set has no ROC
+        title = (f"{Path(pairs.name).name}: acc {100 * report.accuracy_mean:.2f}%, "
+                 f"AUC {report.auc:.4f}")
+        with naming_file(out_dir / "roc.png"):
+            plot_roc(scores, evaluation.issame, out_dir / "roc.png", title=title)
     return report

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from marginface.eval.one_sided import ThresholdRates
 from marginface.eval.roc import (
     best_accuracy_threshold,
     equal_error_rate,
@@ -49,6 +50,7 @@ class VerificationReport:
     n_folds: int = 10
     fold_accuracies: list[float] = field(default_factory=list)
     fold_thresholds: list[float] = field(default_factory=list)
+    at_threshold: ThresholdRates | None = None  # the rates at a threshold the user gave
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -65,6 +67,7 @@ class VerificationReport:
             f"({self.n_folds} folds, {self.pairs} pairs, {self.skipped} skipped); "
             f"AUC {self.auc:.5f}; EER {100 * self.eer:.2f}%; {tars}; "
             f"threshold {self.threshold:.4f}"
+            + ("" if self.at_threshold is None else f"; {self.at_threshold.summary()}")
         )
 
 

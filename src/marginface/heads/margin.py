@@ -8,29 +8,33 @@ continuous and non-increasing in theta on [0, pi] for every allowed parameter se
 
 from __future__ import annotations
 
+import math
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
 from marginface import functional as MF
 from marginface.heads.base import Head
 from marginface.heads.fused import BatchStats, LogitSpec
-from marginface.validation import check_margins, check_positive
+from marginface.validation import Interval, check_margins, check_positive
 
 __all__ = ["MarginHead", "NormFace", "CosFace", "AMSoftmax", "ArcFace", "CombinedMargin"]
 
 
-_SINGLE_MARGIN_RULE = {"m2": "an angle in radians in [0, pi)", "m3": "a finite number >= 0"}
+# The single-margin heads' valid margins, checked by their constructors and by config validation
+# (marginface.train.config asks the head). Past these bounds the target logit of the true class
+# is <= 0 at every angle: it can never beat a class orthogonal to the embedding (cos = 0), where
+# almost all other classes lie in high dimension, so the loss cannot be met.
+COSFACE_MARGIN = Interval(0.0, 1.0, "[0, 1)", "a cosine margin", high_open=True,
+                          why="at margin >= 1, cos(theta_y) - margin <= 0 at every angle")
+ARCFACE_MARGIN = Interval(0.0, math.pi / 2, "[0, pi/2)", "an angle in radians", high_open=True,
+                          why="at margin >= pi/2, cos(theta_y + margin) <= 0 at every angle")
 
 
-def _check_single_margin(margin: float, role: str) -> None:
+def _check_single_margin(margin: float, valid: Interval) -> float:
     """CosFace/ArcFace take one ``margin`` (m3 / m2 of the family); errors name ``margin``."""
-    margins = {"m1": 1.0, "m2": 0.0, "m3": 0.0, role: margin}
-    try:
-        if isinstance(margin, bool):
-            raise ValueError
-        check_margins(**margins)
-    except ValueError:
-        raise ValueError(f"margin must be {_SINGLE_MARGIN_RULE[role]}, got {margin!r}") from None
+    return valid.check("margin", margin)
 
 
 class MarginHead(Head):
@@ -150,6 +154,8 @@ class CosFace(MarginHead):
     The gradient is exact and equals the straight-through one (the margin is a constant shift).
     """
 
+    margin_range: ClassVar[Interval] = COSFACE_MARGIN
+
     def __init__(
         self,
         embedding_dim: int,
@@ -161,7 +167,7 @@ class CosFace(MarginHead):
         block_size: int | None = None,
         matmul_dtype: torch.dtype = torch.float32,
     ) -> None:
-        _check_single_margin(margin, "m3")
+        _check_single_margin(margin, self.margin_range)
         super().__init__(
             embedding_dim, num_classes, scale=scale, m3=margin, detach_margin=detach_margin,
             block_size=block_size, matmul_dtype=matmul_dtype,
@@ -182,6 +188,8 @@ class ArcFace(MarginHead):
     decreasing), not the Caffe/MXNet fallback ``cos(theta) - m*sin(m)``.
     """
 
+    margin_range: ClassVar[Interval] = ARCFACE_MARGIN
+
     def __init__(
         self,
         embedding_dim: int,
@@ -193,7 +201,7 @@ class ArcFace(MarginHead):
         block_size: int | None = None,
         matmul_dtype: torch.dtype = torch.float32,
     ) -> None:
-        _check_single_margin(margin, "m2")
+        _check_single_margin(margin, self.margin_range)
         super().__init__(
             embedding_dim, num_classes, scale=scale, m2=margin, detach_margin=detach_margin,
             block_size=block_size, matmul_dtype=matmul_dtype,

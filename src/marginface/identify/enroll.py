@@ -21,6 +21,7 @@ from marginface.eval.embed import compute_embeddings
 from marginface.identify.detected import detected_items
 from marginface.identify.gallery import TEMPLATE_MODES, Gallery, model_record
 from marginface.identify.search import normalize_rows
+from marginface.inputs import require_dir
 from marginface.models.io import model_fingerprint
 
 __all__ = ["EnrollResult", "templates_from_embeddings", "enroll_folder"]
@@ -76,9 +77,7 @@ def enroll_folder(
     """
     if mode not in TEMPLATE_MODES:
         raise ValueError(f"mode must be one of {TEMPLATE_MODES}, got {mode!r}")
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"gallery folder {folder} does not exist")
+    folder = require_dir(folder, "gallery folder")
     table = read_landmarks(landmarks_file) if landmarks_file and not detect else {}
     people = sorted(p for p in folder.iterdir() if p.is_dir())
     if not people:

@@ -23,6 +23,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from marginface.atomic import atomic_write_bytes
 from marginface.identify.search import SEARCH_DTYPES, SearchResult, exact_search, normalize_rows
+from marginface.inputs import require_file
 from marginface.models.io import model_fingerprint
 
 __all__ = [
@@ -211,9 +212,7 @@ class Gallery:
 
 def load_gallery(path: str | Path) -> Gallery:
     """Read a gallery file; a missing, corrupt or foreign file is a clear error."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"gallery file {path} does not exist")
+    path = require_file(path, "gallery file")
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = (handle.metadata() or {}).get(GALLERY_KEY)

@@ -20,9 +20,11 @@ from marginface.atomic import atomic_write_text
 from marginface.data.imagefolder import list_image_tree
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
+from marginface.errors import UserInputError
 from marginface.eval.embed import compute_embeddings
 from marginface.identify.detected import detected_items
 from marginface.identify.gallery import Gallery
+from marginface.inputs import finite_number, read_json
 
 __all__ = [
     "UNKNOWN",
@@ -65,17 +67,19 @@ class Identification:
 def threshold_from_report(path: str | Path, fpir: float) -> float:
     """The threshold an identification report (``evaluate_identification``) gives for ``fpir``."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"report {path} does not exist")
-    try:
-        table = json.loads(path.read_text())["threshold_at_fpir"]
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ValueError(
-            f"{path} is not an identification report (no 'threshold_at_fpir'): {error}"
-        ) from None
+    report = read_json(path, "report")
+    table = report.get("threshold_at_fpir") if isinstance(report, dict) else None
+    if not isinstance(table, dict):
+        raise UserInputError(f"report {path} is not an identification report (no "
+                             "'threshold_at_fpir' table)")
     for key, value in table.items():
-        if abs(float(key) - fpir) <= 1e-9 * max(fpir, 1e-12):
-            return float(value)
+        try:
+            level = float(key)
+        except ValueError:
+            raise UserInputError(f"report {path}: threshold_at_fpir key {key!r} is not a "
+                                 "number") from None
+        if abs(level - fpir) <= 1e-9 * max(fpir, 1e-12):
+            return finite_number(value, f"report {path}: threshold_at_fpir[{key!r}]")
     raise ValueError(f"{path} has no threshold for FPIR {fpir}; it has {', '.join(table)}")
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from marginface.inputs import require_file
+
 __all__ = ["ImportRow", "ImportReport", "import_state_dict", "find_state_dict",
            "import_checkpoint_file"]
 
@@ -173,9 +175,7 @@ def import_checkpoint_file(
     from marginface.models.io import save_model
     from marginface.models.registry import create_model
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    path = require_file(checkpoint, "checkpoint")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle errors of many types

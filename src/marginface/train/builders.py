@@ -67,7 +67,11 @@ def build_head(config: HeadConfig, embedding_dim: int, num_classes: int) -> nn.M
             raise ValueError(
                 f"head.{where}: {config.name} does not take {key!r} (it takes {accepted})")
     if "matmul_dtype" in kwargs and isinstance(kwargs["matmul_dtype"], str):
-        kwargs["matmul_dtype"] = getattr(torch, kwargs["matmul_dtype"])
+        dtype = getattr(torch, kwargs["matmul_dtype"], None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"head.options.matmul_dtype: not a torch dtype name: "
+                             f"{kwargs['matmul_dtype']!r} (e.g. float32, bfloat16)")
+        kwargs["matmul_dtype"] = dtype
     return create_head(config.name, embedding_dim, num_classes, **kwargs)
 
 

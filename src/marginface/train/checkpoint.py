@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from marginface.atomic import TEMP_GLOB, atomic_write_bytes
+from marginface.inputs import require_file
 
 __all__ = [
     "CheckpointError",
@@ -61,9 +62,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read and verify a checkpoint; :class:`CheckpointError` if it is not whole."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    path = require_file(path, "checkpoint")
     data = path.read_bytes()
     newline = data.find(b"\n", 0, 200)
     if not data.startswith(_MAGIC) or newline < 0:

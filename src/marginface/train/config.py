@@ -9,6 +9,8 @@ the raw mapping before validation, so they obey the same checks.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,10 @@ from typing import Any, Literal
 import yaml
 
 from marginface.atomic import atomic_write_text
+from marginface.errors import ConfigError
+from marginface.inputs import read_text
 from marginface.typed import from_mapping
+from marginface.yamlfile import load_yaml
 
 __all__ = [
     "ModelConfig",
@@ -199,8 +204,39 @@ def config_from_dict(raw: Mapping[str, Any] | None) -> Config:
     if not isinstance(raw, Mapping):
         raise ValueError(f"config must be a mapping at the top level, got {type(raw).__name__}")
     config = from_mapping(Config, raw)
+    _check_finite(config_to_dict(config), "")
     _check_values(config)
+    _check_head(config.head)
     return config
+
+
+def _check_finite(value: Any, path: str) -> None:
+    """Every number of the config, options included, is finite (``lr: .inf`` like ``.nan``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: must be a finite number, got {value!r}")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{path}[{i}]")
+
+
+def _check_head(head: HeadConfig) -> None:
+    """The head's own constructor checks (its declared ranges) on a 1-class, 1-dim head."""
+    from marginface.train.builders import build_head
+
+    try:
+        build_head(head, 1, 1)
+    except ValueError as error:
+        text = str(error)
+        if text.startswith("head."):
+            raise ConfigError(text) from None
+        argument = text.split(" ", 1)[0]
+        key = argument if argument in ("scale", "margin") else f"options.{argument}"
+        if argument not in ("scale", "margin") and argument not in head.options:
+            key = "name"
+        raise ConfigError(f"head.{key}: {head.name}: {text}") from None
 
 
 def _check_values(c: Config) -> None:
@@ -222,7 +258,19 @@ def _check_values(c: Config) -> None:
          list(c.schedule.milestones) == sorted(c.schedule.milestones)),
         ("eval.interval", c.eval.interval, c.eval.interval >= 0),
         ("eval.n_folds", c.eval.n_folds, c.eval.n_folds >= 2),
-        ("model.input_size", c.model.input_size, min(c.model.input_size) >= 8),
+        ("model.input_size", c.model.input_size,
+         8 <= min(c.model.input_size) and max(c.model.input_size) <= 1024),
+        ("optimizer.momentum", c.optimizer.momentum, 0.0 <= c.optimizer.momentum < 1.0),
+        ("optimizer.betas", c.optimizer.betas, all(0.0 <= b < 1.0 for b in c.optimizer.betas)),
+        ("optimizer.eps", c.optimizer.eps, c.optimizer.eps > 0),
+        ("optimizer.head_weight_decay", c.optimizer.head_weight_decay,
+         c.optimizer.head_weight_decay is None or c.optimizer.head_weight_decay >= 0),
+        ("schedule.milestones", c.schedule.milestones, all(m >= 1 for m in c.schedule.milestones)),
+        ("schedule.gamma", c.schedule.gamma, c.schedule.gamma > 0),
+        ("schedule.power", c.schedule.power, c.schedule.power > 0),
+        ("schedule.min_lr", c.schedule.min_lr, c.schedule.min_lr >= 0),
+        ("schedule.warmup_start_factor", c.schedule.warmup_start_factor,
+         0.0 <= c.schedule.warmup_start_factor <= 1.0),
         ("data.num_workers", c.data.num_workers, c.data.num_workers >= 0),
         ("data.min_images_per_identity", c.data.min_images_per_identity,
          c.data.min_images_per_identity >= 1),
@@ -243,6 +291,9 @@ def _check_values(c: Config) -> None:
     for path, value, ok in checks:
         if not ok:
             raise ValueError(f"{path}: invalid value {value!r}")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", c.train.device):
+        raise ConfigError(f"train.device: expected cpu, cuda or cuda:N (the devices the trainer "
+                          f"runs on), got {c.train.device!r}")
     if c.train.max_steps is None and c.train.epochs is None:
         raise ValueError("train.max_steps or train.epochs must be given")
     if c.data.kind == "synthetic" and c.data.min_images_per_identity > 1:
@@ -278,9 +329,9 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
         if not all(parts):
             raise ValueError(f"--set: malformed key {key!r}")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as error:
-            raise ValueError(f"--set {key}: cannot parse value {text!r}: {error}") from None
+            value = load_yaml(text, f"--set {key}") if text.strip() else None
+        except ConfigError as error:
+            raise ConfigError(f"cannot parse the value {text!r}: {error}") from None
         node = raw
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -298,15 +349,15 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     raw: Any = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML: {error}") from None
+        raw = load_yaml(read_text(path, "config file"), path) or {}
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: the top level must be a mapping")
-    return config_from_dict(apply_overrides(raw, overrides))
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    try:
+        return config_from_dict(apply_overrides(raw, overrides))
+    except ValueError as error:
+        if path is None or str(error).startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from marginface.inputs import read_text
+
 __all__ = ["sample_keys", "read_exclude_list", "ExcludedSamples"]
 
 
@@ -37,10 +39,8 @@ def sample_keys(dataset: Any) -> list[str]:
 def read_exclude_list(path: str | Path) -> list[tuple[int, str]]:
     """``(line number, key)`` of every key listed in ``path``."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data.exclude_list: {path} does not exist")
     entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(path, "data.exclude_list").splitlines(), 1):
         key = line.strip()
         if key and not key.startswith("#"):
             entries.append((number, key))

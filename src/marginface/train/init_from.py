@@ -14,6 +14,8 @@ from pathlib import Path
 
 from torch import nn
 
+from marginface.inputs import require_file
+
 __all__ = ["init_backbone"]
 
 
@@ -26,9 +28,7 @@ def init_backbone(model: nn.Module, path: str | Path) -> None:
     """Copy the weights (and preprocessing) of the model file ``path`` into ``model``."""
     from marginface.models import load_model, read_config
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model.init_from: model file {path} does not exist")
+    path = require_file(path, "model.init_from: model file")
     own = getattr(model, "config", None)
     if own is None:
         raise ValueError("model.init_from needs a marginface model (built by create_model)")

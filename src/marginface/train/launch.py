@@ -12,12 +12,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from marginface.train.config import load_config
+from marginface.train.config import Config, apply_overrides, load_config
 from marginface.train.distributed import init_distributed, shutdown_distributed
 from marginface.train.engine import Trainer
 from marginface.train.summary import RunSummary
 
-__all__ = ["run_training", "run_demo", "DEMO_OVERRIDES", "default_run_dir"]
+__all__ = ["run_training", "run_demo", "resolve_config", "DEMO_OVERRIDES", "DEMO_MAX_STEPS",
+           "default_run_dir"]
 
 # The demo: a MobileFaceNet at half width on 64x64 renders (input size documented in
 # docs/training.md), CosFace head, 96 synthetic identities, evaluated on 40 held-out identities.
@@ -45,6 +46,32 @@ DEMO_OVERRIDES: tuple[str, ...] = (
     "eval.interval=50",
     "seed=0",
 )
+# The demo's step budget: also that of `marginface train` without a config and a step count.
+DEMO_MAX_STEPS: int = int(next(o.split("=", 1)[1] for o in DEMO_OVERRIDES
+                               if o.startswith("train.max_steps=")))
+
+
+def _gives_length(overrides: Sequence[str]) -> bool:
+    """Whether the ``--set`` overrides give ``train.max_steps`` or ``train.epochs``."""
+    train = apply_overrides({}, overrides).get("train")
+    return isinstance(train, dict) and any(
+        train.get(key) is not None for key in ("max_steps", "epochs"))
+
+
+def resolve_config(config_path: str | Path | None, overrides: Sequence[str] = (),
+                   max_steps: int | None = None) -> Config:
+    """The config of a new run: file + overrides + ``max_steps``.
+
+    Without a config file and without a step count (``max_steps``, ``train.max_steps`` or
+    ``train.epochs``) the run is the embedded synthetic default for :data:`DEMO_MAX_STEPS`
+    steps, the demo's budget (docs/training.md); a config file must give its own length.
+    """
+    extra = list(overrides)
+    if max_steps is not None:
+        extra.append(f"train.max_steps={int(max_steps)}")
+    elif config_path is None and not _gives_length(extra):
+        extra.append(f"train.max_steps={DEMO_MAX_STEPS}")
+    return load_config(config_path, extra)
 
 
 def default_run_dir(config_path: str | Path | None) -> Path:
@@ -74,10 +101,7 @@ def run_training(
         config = None
         device = load_config(run_dir / "config.yaml").train.device
     else:
-        extra = list(overrides)
-        if max_steps is not None:
-            extra.append(f"train.max_steps={int(max_steps)}")
-        config = load_config(config_path, extra)
+        config = resolve_config(config_path, overrides, max_steps)
         device = config.train.device
         run_dir = Path(out) if out is not None else default_run_dir(config_path)
     ctx = init_distributed(device)

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from marginface.inputs import require_dir
 from marginface.templates import template_for_size
 from marginface.train.config import DataConfig, EvalSetConfig
 
@@ -165,8 +166,7 @@ def _build_real_dataset(config: DataConfig, input_size: tuple[int, int]) -> Data
                                 validation_folds=config.validation_folds)
     if config.kind == "rec":
         return RecordDataset(path, transform=crop)
-    if not path.is_dir():
-        raise FileNotFoundError(f"data.path: image folder {path} does not exist")
+    require_dir(path, "data.path: image folder")
     dataset = ImageFolderDataset(path, transform=crop, skip_undecodable=config.skip_unreadable)
     names = [n for n in (config.identities or dataset.classes)
              if n not in set(config.exclude_identities)]
