@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from marginface.cli.options import add_center_crop_option
 from marginface.eval.engines import ENGINES
 from marginface.eval.model_report import run_evaluation
 
@@ -59,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="inference path: torch (BN folded, channels_last), bf16, onnxruntime, eager",
     )
     parser.add_argument("--no-progress", action="store_true")
+    add_center_crop_option(parser)
     parser.set_defaults(func=_run)
 
 
@@ -77,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         engine=args.engine,
         detect=args.face if args.detect else None,
+        center_crop=args.center_crop,
     )
     print(report.summary())
     if args.detect:

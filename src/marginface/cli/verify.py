@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marginface.cli.options import add_center_crop_option
 from marginface.data.lfw import read_landmarks
 from marginface.eval.images import verify_images
 from marginface.eval.model_report import load_model_file
@@ -63,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--face", choices=["central", "largest"], default="central",
                         help="with --detect: which face of an image with several")
     parser.add_argument("--flip", choices=["concat", "sum", "none"], default="concat")
+    add_center_crop_option(parser)
     parser.set_defaults(func=_run)
 
 
@@ -85,6 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         threshold=threshold,
         flip=None if args.flip == "none" else args.flip,
         detect=args.face if args.detect else None,
+        center_crop=args.center_crop,
     )
     print(f"score {result.score:.4f}")
     if result.same is None:

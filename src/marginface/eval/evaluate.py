@@ -107,6 +107,7 @@ def evaluate_model(
     fars: tuple[float, ...] = (1e-1, 1e-2, 1e-3),
     details: dict[str, Any] | None = None,
     engine: str = "torch",
+    center_crop: bool = False,
 ) -> PairSetEvaluation:
     """Embed the pair set's images with ``model`` and run the 10-fold protocol.
 
@@ -116,6 +117,9 @@ def evaluate_model(
     ``report.skipped`` counts them (with pairs already skipped while loading the set).
     ``details`` is deprecated (the result carries the same fields); when given it is still filled.
     ``engine``: inference path (``marginface.eval.engines``); ``num_workers`` decode processes.
+    An image that is not an aligned crop and has no landmarks is a
+    :class:`~marginface.data.align.NotAlignedError` unless ``center_crop`` (then centre-cropped
+    and counted in ``alignment["center"]``).
     """
     used = np.unique(pairs.pairs.ravel())
     items = [pairs.images[i] for i in used]
@@ -129,6 +133,7 @@ def evaluate_model(
         skip_bad_images=skip_bad_images,
         desc=f"embed {pairs.name}",
         engine=engine,
+        center_crop=center_crop,
     )
     remap = np.full(len(pairs.images), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))

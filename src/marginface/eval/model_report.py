@@ -45,12 +45,15 @@ def run_evaluation(
     progress: bool = True,
     engine: str = "torch",
     detect: str | None = None,
+    center_crop: bool = False,
 ) -> VerificationReport:
     """Evaluate ``model_file`` on ``pairs_spec`` and write report.json, scores.csv and roc.png.
 
     ``detect`` ("central" / "largest"): align every image from its detected face (MTCNN) instead
     of landmarks (any landmarks file is ignored); the report's ``detection`` counts faces per
-    image and the pairs left out because an image had no face.
+    image and the pairs left out because an image had no face. ``center_crop``: images that are
+    neither aligned crops nor in the landmarks file are centre-cropped (counted in the report's
+    ``alignment``) instead of a :class:`~marginface.data.align.NotAlignedError`.
     """
     start = time.perf_counter()
     if threads is not None:
@@ -76,6 +79,7 @@ def run_evaluation(
         skip_bad_images=skip_bad_images,
         num_workers=num_workers,
         engine=engine,
+        center_crop=center_crop,
     )
     report, scores = evaluation.report, evaluation.scores
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +98,7 @@ def run_evaluation(
         subtract_mean=subtract_mean,
         engine=engine,
         alignment=evaluation.alignment,
+        center_crop=center_crop,
         failed_images=evaluation.failed_images,
         missing_images=evaluation.missing_images,
         seconds=round(time.perf_counter() - start, 2),
