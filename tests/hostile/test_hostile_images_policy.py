@@ -121,6 +121,7 @@ def test_evaluate_refuses_unaligned_unless_center_crop(folder, model_file, tmp_p
 
 @fault(kind="enroll / identify input", fault="unaligned photos in the gallery or probes",
        behaviour="exit 2 naming the photo; --center-crop enrols / identifies")
+@pytest.mark.slow  # several embedding runs (model load + engine set-up each)
 def test_enroll_and_identify_refuse_unaligned(folder, model_file, model, tmp_path, capsys):
     gallery = tmp_path / "g.gallery"
     assert main(["enroll", str(folder), "--model", str(model_file), "-o", str(gallery),
@@ -143,6 +144,7 @@ def test_enroll_and_identify_refuse_unaligned(folder, model_file, model, tmp_pat
 
 @fault(kind="landmarks file", fault="an entry for an image already at the model's input size",
        behaviour="landmarks ignored with a warning: the embedding is the aligned crop's own")
+@pytest.mark.slow  # several embedding runs (model load + engine set-up each)
 def test_landmarks_of_an_aligned_crop_are_ignored(folder, model, tmp_path):
     crop = folder / "p0" / "a.png"
     twisted = np.array([[10, 20], [80, 15], [40, 60], [20, 90], [70, 95]], dtype=np.float64)
@@ -233,6 +235,7 @@ def test_tiny_image_in_align(tmp_path, capsys):
 
 @fault(kind="identify input", fault="1x1 probe image",
        behaviour="named as without a usable face, no answer for it")
+@pytest.mark.slow  # several embedding runs (model load + engine set-up each)
 def test_tiny_probe_gets_no_answer(folder, model_file, tmp_path, capsys):
     (folder / "p1" / "photo.png").unlink()
     _image(folder / "p1" / "c.png", (96, 112), 5)
@@ -252,6 +255,7 @@ def test_tiny_probe_gets_no_answer(folder, model_file, tmp_path, capsys):
 
 @fault(kind="model weights", fault="NaN weights reach verify",
        behaviour="NonFiniteEmbeddingError / exit 2, never 'score nan' with a decision")
+@pytest.mark.slow  # several embedding runs (model load + engine set-up each)
 def test_nan_embedding_never_gives_a_verdict(folder, model, tmp_path, capsys):
     import copy
 
