@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="verification accuracy of a model file on LFW / a .bin / a pairs list",
-        description="Embed the pairs' faces (aligned from landmarks when given), run the 10-fold "
-        "protocol and write DIR/report.json, DIR/scores.csv and DIR/roc.png.",
+        description="Embed the pairs' faces (aligned crops, aligned from --landmarks, or "
+        "detected with --detect; other images are an error unless --center-crop), run the "
+        "10-fold protocol and write DIR/report.json, DIR/scores.csv and DIR/roc.png.",
     )
     parser.add_argument("model_file", help="a marginface model file (marginface.models.save_model)")
     parser.add_argument(
