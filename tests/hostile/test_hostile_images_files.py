@@ -138,3 +138,20 @@ def test_lfw_training_counts_centre_crops(tmp_path, capsys):
     record = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert record["center_cropped_images"] == 2
     assert "centre-cropped (no landmarks): 2" in summary.text
+
+
+@fault(kind="training eval set (folder kind)", fault="raw photos, not aligned crops",
+       behaviour="centre-cropped as the training data is, and counted (center_cropped)")
+@pytest.mark.slow  # embeds 8 images with a MobileFaceNet
+def test_training_eval_counts_centre_crops(tmp_path):
+    from marginface.train.evaluation import evaluate_pair_set
+    from marginface.train.real_data import folder_pairs
+
+    for person in range(2):
+        for k in range(2):
+            _image(tmp_path / "eval" / f"p{person}" / f"{k}.png", (150, 130), person * 2 + k)
+    pairs = folder_pairs(tmp_path / "eval", None, 20, seed=0)
+    torch.manual_seed(0)
+    model = models.create_model("mobilefacenet", input_size=(112, 112), embedding_dim=16)
+    result = evaluate_pair_set(model, pairs, flip=False, n_folds=2)
+    assert result["center_cropped"] == 4 and result["pairs"] == 20
