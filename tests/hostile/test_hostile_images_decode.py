@@ -253,3 +253,48 @@ def test_float_image_in_unit_range(tmp_path):
     Image.fromarray(values, "F").save(path)
     pixels = _rgb(decode_image(path))
     np.testing.assert_array_equal(pixels[..., 0], np.rint(values * 255).astype(np.int64))
+
+
+@fault(kind="landmarks", fault="NaN or coinciding landmarks for an image",
+       behaviour="ValueError naming the image and the problem")
+@pytest.mark.parametrize(("points", "problem"), [
+    (np.full((5, 2), np.nan), "finite"), (np.full((5, 2), 50.0), "degenerate")])
+def test_bad_landmarks_name_the_image(tmp_path, points, problem):
+    path = _photo(tmp_path / "face.jpg")
+    with pytest.raises(ValueError, match=rf"face\.jpg.*{problem}"):
+        load_aligned(path, "arcface_112x112", points)
+
+
+def _photo(path, size_wh=(200, 160)):
+    pixels = np.random.default_rng(0).integers(0, 255, (size_wh[1], size_wh[0], 3), np.uint8)
+    Image.fromarray(pixels).save(path, format="PNG" if path.suffix == ".png" else None)
+    return path
+
+
+@fault(kind="image file", fault="PNG content in a file named .jpg",
+       behaviour="decoded by content, pixels exact")
+def test_png_named_jpg(tmp_path):
+    pixels = np.random.default_rng(1).integers(0, 255, (20, 30, 3), np.uint8)
+    path = tmp_path / "really_png.jpg"
+    Image.fromarray(pixels).save(path, format="PNG")
+    np.testing.assert_array_equal(np.asarray(decode_image(path)), pixels)
+
+
+@fault(kind="image file", fault="5000x1 sliver (one side under 16 px)",
+       behaviour="BadImageError 'too small' from the header, before decoding")
+def test_sliver_is_too_small(tmp_path):
+    path = tmp_path / "sliver.png"
+    Image.new("RGB", (5000, 1)).save(path)
+    with pytest.raises(BadImageError, match=r"sliver\.png: image is 5000x1, too small"):
+        load_aligned(path, "arcface_112x112")
+    with pytest.raises(BadImageError, match="too small"):
+        load_photo(path)
+
+
+@fault(kind="image (GIF)", fault="animated GIF", behaviour="the first frame is used")
+def test_animated_gif_first_frame(tmp_path):
+    frames = [Image.new("RGB", (20, 20), colour) for colour in ((200, 10, 10), (10, 200, 10))]
+    path = tmp_path / "moving.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    pixels = _rgb(decode_image(path))
+    np.testing.assert_allclose(pixels[10, 10], [200, 10, 10], atol=8)

@@ -137,8 +137,11 @@ def load_aligned(
     check_image_size((full_w, full_h), label)
     known = template_for_size((full_h, full_w))
     if landmarks is not None and known is None:
-        landmarks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-        matrix = similarity_transform(landmarks, points)
+        try:
+            landmarks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+            matrix = similarity_transform(landmarks, points)
+        except ValueError as error:  # NaN, degenerate or malformed points: name the image
+            raise ValueError(f"{label}: {error}") from None
         scale = math.hypot(matrix[0, 0], matrix[0, 1])
         draft = (math.ceil(full_w * scale), math.ceil(full_h * scale)) if scale < 0.5 else None
         image = decode_image(opened, draft, name=label)
