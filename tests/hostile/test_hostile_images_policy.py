@@ -301,3 +301,22 @@ def test_unreadable_image_in_embed_library(folder, model, tmp_path):
     (folder / "p1" / "photo.png").write_text("not an image")
     with pytest.raises(BadImageError, match=r"photo\.png.*skip_bad_images"):
         embed_folder(model, folder, tmp_path / "x.npy", num_workers=0, progress=False)
+
+
+@fault(kind="align input", fault="photo without landmarks; aligned crop with a landmarks entry",
+       behaviour="align centre-crops the photo and counts and lists it; the crop's landmarks "
+       "are ignored and listed")
+def test_align_counts_centre_crops_and_ignored_landmarks(tmp_path, capsys):
+    _image(tmp_path / "in" / "raw.png", (150, 130))
+    _image(tmp_path / "in" / "crop.png", (112, 112), 1)
+    marks = tmp_path / "marks.txt"
+    write_landmarks(marks, {"crop.png": np.array([[30, 50], [80, 50], [55, 70], [35, 90],
+                                                  [75, 90]], dtype=np.float64)})
+    assert main(["align", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--landmarks",
+                 str(marks), "--format", "PNG", *RUN]) == 0
+    out = capsys.readouterr().out
+    assert "1 already aligned, 1 centre-cropped (no landmarks)" in out
+    assert "centre crop (no landmarks): raw.png" in out
+    assert "landmarks ignored (already an aligned crop): crop.png" in out
+    kept = np.asarray(Image.open(tmp_path / "out" / "crop.png"))
+    np.testing.assert_array_equal(kept, np.asarray(Image.open(tmp_path / "in" / "crop.png")))
