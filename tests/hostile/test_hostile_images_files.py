@@ -94,6 +94,9 @@ def test_dangling_link_is_named(tmp_path):
     paths = list_image_tree(root)
     assert [p.name for p in paths] == ["0.png", "1.jpg"]
     assert main(["align", str(root), "--out", str(tmp_path / "out"), *RUN]) == 2
+    # the identity-folder walker (pack, enroll, training) lists it too: counted when skipped
+    data = ImageFolderDataset(root, skip_undecodable=True)
+    assert [p.name for p, _ in data.skipped] == ["1.jpg"] and len(data) == 1
 
 
 def _fake_lfw(root, with_landmarks: set[str]):

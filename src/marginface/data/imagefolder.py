@@ -25,9 +25,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder`` (by extension), sorted by name."""
+    """Image files directly inside ``folder`` (by extension), sorted by name; a dangling link
+    with an image extension is listed too, so that reading it fails naming it."""
     return sorted(
-        p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        p for p in Path(folder).iterdir()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and (p.is_file() or p.is_symlink())
     )
 
 
