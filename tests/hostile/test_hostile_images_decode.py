@@ -298,3 +298,29 @@ def test_animated_gif_first_frame(tmp_path):
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
     pixels = _rgb(decode_image(path))
     np.testing.assert_allclose(pixels[10, 10], [200, 10, 10], atol=8)
+
+
+def _png(width: int, height: int, colour_type: int, samples: np.ndarray) -> bytes:
+    """A 16-bit PNG written by hand (Pillow writes no 48-bit RGB or 16-bit LA)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in samples)
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+@fault(kind="image (PNG)", fault="48-bit RGB and 16-bit grey+alpha",
+       behaviour="8-bit within 1 of v*255/65535; alpha composited onto white")
+def test_16bit_rgb_and_la_png():
+    rgb = np.array([[[65535, 0, 32768], [257, 1000, 60000]]] * 16 * 8).reshape(16, 16, 3)
+    pixels = _rgb(decode_image(_png(16, 16, 2, rgb)))
+    np.testing.assert_allclose(pixels, rgb * 255.0 / 65535.0, atol=1.0)
+    la = np.zeros((16, 16, 2))
+    la[..., 0] = 30000
+    la[:, :8, 1] = 65535  # opaque grey
+    pixels = _rgb(decode_image(_png(16, 16, 4, la)))
+    np.testing.assert_allclose(pixels[0, 0], [30000 * 255 / 65535] * 3, atol=1.0)
+    np.testing.assert_array_equal(pixels[0, 12], [255, 255, 255])  # transparent: white
