@@ -268,6 +268,10 @@ def test_nan_embedding_never_gives_a_verdict(folder, model, tmp_path, capsys):
     with pytest.raises(NonFiniteEmbeddingError):
         embed_folder(broken, folder / "p0", tmp_path / "nan.npy", num_workers=0, progress=False)
     assert not (tmp_path / "nan.npy").exists()
+    (folder / "p1" / "photo.png").unlink()
+    _image(folder / "p1" / "c.png", (96, 112), 5)
+    with pytest.raises(NonFiniteEmbeddingError, match="NaN or infinite"):  # no NaN gallery
+        enroll_folder(broken, folder, num_workers=0, progress=False)
     path = tmp_path / "nan.safetensors"
     try:
         models.save_model(broken, path)
@@ -277,6 +281,12 @@ def test_nan_embedding_never_gives_a_verdict(folder, model, tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 2 and "decision" not in captured.out
     assert any(word in captured.err.lower() for word in ("nan", "non-finite", "infinite"))
+    write_pairs_list(folder / "pairs.txt", [("p0/a.png", "p0/b.png", True),
+                                            ("p0/a.png", "p1/c.png", False)] * 10)
+    code = main(["evaluate", str(path), "--pairs", str(folder / "pairs.txt"), "--out",
+                 str(tmp_path / "e"), *RUN])
+    assert code == 2 and not (tmp_path / "e" / "report.json").exists()
+    assert any(word in capsys.readouterr().err.lower() for word in ("nan", "non-finite"))
 
 
 @fault(kind="verify threshold", fault="--threshold nan / inf through the library",

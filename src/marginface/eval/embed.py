@@ -26,10 +26,32 @@ from marginface.eval.engines import make_forward
 from marginface.preprocessing import Preprocessing, preprocessing_of
 from marginface.templates import template_for_size
 
-__all__ = ["FaceImages", "EmbeddingResult", "model_preprocessing", "compute_embeddings"]
+__all__ = ["FaceImages", "EmbeddingResult", "NonFiniteEmbeddingError", "check_finite_embeddings",
+           "model_preprocessing", "compute_embeddings"]
 
 METHODS = ("landmarks", "template", "center")
 _NOT_ALIGNED = -2  # FaceImages' code for an image that may not be centre-cropped
+
+
+class NonFiniteEmbeddingError(ValueError):
+    """An embedding or score that is NaN or infinite (bad weights, or a broken input): no
+    decision is made from it; the message names the image."""
+
+
+def check_finite_embeddings(embeddings: Any, names: Sequence[str],
+                            skip: Any = ()) -> None:
+    """:class:`NonFiniteEmbeddingError` naming the first image whose row is NaN or infinite
+    (rows in ``skip``, e.g. failed images, are not checked)."""
+    rows = np.asarray(embeddings)
+    if rows.ndim != 2 or not rows.size:
+        return
+    bad = ~np.isfinite(rows).all(axis=1)
+    bad[list(skip)] = False
+    if bad.any():
+        first = names[int(np.flatnonzero(bad)[0])]
+        raise NonFiniteEmbeddingError(
+            f"{int(bad.sum())} embedding(s) are NaN or infinite, first of image {first}: the "
+            f"model's weights or its input are broken; nothing is decided from them")
 
 
 def model_preprocessing(model: Any) -> tuple[Preprocessing, str, tuple[int, int]]:

@@ -18,15 +18,15 @@ from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
 from marginface.detect.aligned import detect_and_align
 from marginface.detect.batch import DetectionReport, relative_items
-from marginface.eval.embed import compute_embeddings, model_preprocessing
+from marginface.eval.embed import (
+    NonFiniteEmbeddingError,
+    check_finite_embeddings,
+    compute_embeddings,
+    model_preprocessing,
+)
 
 __all__ = ["embed_folder", "embed_folder_detected", "VerifyResult", "verify_images",
            "NonFiniteEmbeddingError", "escape_listing_name"]
-
-
-class NonFiniteEmbeddingError(ValueError):
-    """An embedding or score that is NaN or infinite (bad weights, or a broken input): no
-    decision is made from it; the message names the image."""
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -90,7 +90,7 @@ def embed_folder(
 
 
 def _write_embeddings(out: Path, embeddings: np.ndarray, names: list[str]) -> tuple[Path, Path]:
-    _check_finite(embeddings, names)
+    check_finite_embeddings(embeddings, names)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(out, "wb") as handle:
         np.save(handle, _normalise(embeddings).astype(np.float32))
@@ -99,15 +99,6 @@ def _write_embeddings(out: Path, embeddings: np.ndarray, names: list[str]) -> tu
     atomic_write_text(out.with_suffix(".txt"),
                       "".join(f"{escape_listing_name(n)}\n" for n in names))
     return out, listing
-
-
-def _check_finite(embeddings: np.ndarray, names: list[str]) -> None:
-    bad = ~np.isfinite(embeddings).all(axis=1) if embeddings.ndim == 2 else np.zeros(0, bool)
-    if bad.any():
-        first = names[int(np.flatnonzero(bad)[0])]
-        raise NonFiniteEmbeddingError(
-            f"{int(bad.sum())} embedding(s) are NaN or infinite, first of image {first}: the "
-            f"model's weights or its input are broken; nothing is decided from them")
 
 
 def embed_folder_detected(
@@ -192,7 +183,7 @@ def verify_images(
         ]
     result = compute_embeddings(model, items, flip=flip, num_workers=0, progress=False,
                                 center_crop=center_crop, skip_hint=False)
-    _check_finite(result.embeddings, [str(image_a), str(image_b)])
+    check_finite_embeddings(result.embeddings, [str(image_a), str(image_b)])
     unit = _normalise(result.embeddings.astype(np.float64))
     score = float(unit[0] @ unit[1])
     if not math.isfinite(score):

@@ -7,12 +7,13 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from marginface.atomic import atomic_write, atomic_write_text
 from marginface.data.loading import load_pairs
 from marginface.detect.aligned import detect_pairset
-from marginface.eval.embed import model_preprocessing
+from marginface.eval.embed import NonFiniteEmbeddingError, model_preprocessing
 from marginface.eval.evaluate import evaluate_model
 from marginface.eval.plots import plot_roc
 from marginface.eval.verification import VerificationReport
@@ -82,6 +83,10 @@ def run_evaluation(
         center_crop=center_crop,
     )
     report, scores = evaluation.report, evaluation.scores
+    if not np.isfinite(scores).all():
+        raise NonFiniteEmbeddingError(
+            f"{int((~np.isfinite(scores)).sum())} pair score(s) are NaN or infinite: the "
+            f"model {model_file} or its input is broken; no report is written")
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(out_dir / "scores.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

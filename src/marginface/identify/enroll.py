@@ -17,7 +17,7 @@ import torch
 from marginface.data.imagefolder import list_images
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
-from marginface.eval.embed import compute_embeddings
+from marginface.eval.embed import check_finite_embeddings, compute_embeddings
 from marginface.identify.detected import detected_items
 from marginface.identify.gallery import TEMPLATE_MODES, Gallery, model_record
 from marginface.identify.search import normalize_rows
@@ -107,6 +107,7 @@ def enroll_folder(
         progress=progress, skip_bad_images=skip_bad_images, desc="enroll", engine=engine,
         center_crop=center_crop,
     )
+    check_finite_embeddings(result.embeddings, [item.name for item in items], result.failed)
     good = [i for i in range(len(items)) if i not in result.failed]
     failed.update({items[i].name: error for i, error in result.failed.items()})
     enrolled = sorted({owners[i] for i in good})

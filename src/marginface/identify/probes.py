@@ -20,7 +20,7 @@ from marginface.atomic import atomic_write_text
 from marginface.data.imagefolder import list_image_tree
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
-from marginface.eval.embed import compute_embeddings
+from marginface.eval.embed import check_finite_embeddings, compute_embeddings
 from marginface.identify.detected import detected_items
 from marginface.identify.gallery import Gallery
 
@@ -125,6 +125,7 @@ def identify_images(
         progress=progress, skip_bad_images=skip_bad_images, desc="identify",
         center_crop=center_crop,
     )
+    check_finite_embeddings(result.embeddings, [item.name for item in items], result.failed)
     good = [i for i in range(len(items)) if i not in result.failed]
     names, scores = gallery.search(
         result.embeddings[good], top_k, dtype=dtype, backend=backend
