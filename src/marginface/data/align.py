@@ -134,8 +134,15 @@ def load_aligned(
     label = name or (str(source) if isinstance(source, (str, Path)) else "<image>")
     opened = source if isinstance(source, Image.Image) else open_image(source, name)
     full_w, full_h = upright_size(opened)
-    check_image_size((full_w, full_h), label)
     known = template_for_size((full_h, full_w))
+    try:
+        check_image_size((full_w, full_h), label)
+        if landmarks is None and known is None and not allow_center_crop:
+            raise NotAlignedError(_not_aligned(label, (full_w, full_h), size_hw))
+    except ValueError:
+        if opened is not source:  # refused from the header: release the file now
+            opened.close()
+        raise
     if landmarks is not None and known is None:
         try:
             landmarks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
@@ -149,8 +156,6 @@ def load_aligned(
             ratio = np.array([image.width / full_w, image.height / full_h])
             landmarks = (landmarks + 0.5) * ratio - 0.5
         return align_face(image, landmarks, template), "landmarks"
-    if known is None and not allow_center_crop:
-        raise NotAlignedError(_not_aligned(label, (full_w, full_h), size_hw))
     image = decode_image(opened, name=label)
     if known is None:
         return center_crop(image, size_hw), "center"

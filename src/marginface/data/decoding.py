@@ -83,6 +83,7 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         raise BadImageError(f"{label}: cannot read image ({error})") from error
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and image.width * image.height > limit:
+        image.close()
         raise BadImageError(f"{label}: image header announces {image.width}x{image.height} "
                             f"pixels, more than the {limit} that are decoded (a decompression "
                             f"bomb or a corrupt header)")
