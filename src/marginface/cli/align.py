@@ -70,6 +70,8 @@ def _run(args: argparse.Namespace) -> int:
     print(report.summary())
     for name in report.center_crop_images[:20]:
         print(f"  centre crop (no landmarks): {name}")
+    for name in report.landmarks_ignored[:20]:
+        print(f"  landmarks ignored (already an aligned crop): {name}")
     for name, error in report.failed.items():
         print(f"  skipped {name}: {error}")
     return 0

@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "embed", help="L2-normalised embeddings of the images of a folder (.npy + file list)"
     )
     parser.add_argument("folder", help="folder of images (searched recursively)")
-    parser.add_argument("-o", "--out", required=True, help="emb.npy (emb.txt lists the files)")
+    parser.add_argument("-o", "--out", required=True,
+                        help="emb.npy (emb.json lists the files, a JSON array in row order; "
+                        "emb.txt, one per line, is deprecated)")
     parser.add_argument("--model", required=True, help="marginface model file")
     parser.add_argument("--landmarks", default=None, help="landmarks file (relative paths)")
     parser.add_argument("--detect", action="store_true",
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--face", choices=["central", "largest"], default="central",
                         help="with --detect: which face of an image with several")
     parser.add_argument("--skip-bad-images", action="store_true",
-                        help="with --detect: skip and count unreadable or too-small images")
+                        help="skip and count unreadable or too small images (no row for them)")
     add_embedding_options(parser)
     parser.set_defaults(func=_run)
 
@@ -50,6 +52,8 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.workers,
         progress=not args.no_progress,
+        center_crop=args.center_crop,
+        skip_bad_images=args.skip_bad_images,
     )
     print(f"wrote {npy} and {listing}")
     return 0

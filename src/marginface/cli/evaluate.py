@@ -7,7 +7,13 @@ import argparse
 import json
 from pathlib import Path
 
-from marginface.cli.options import check_outputs, finite_float, non_negative_int, positive_int
+from marginface.cli.options import (
+    add_center_crop_option,
+    check_outputs,
+    finite_float,
+    non_negative_int,
+    positive_int,
+)
 from marginface.eval.engines import ENGINES
 from marginface.eval.model_report import run_evaluation
 from marginface.eval.verification import VerificationReport
@@ -19,8 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="verification accuracy of a model file on LFW / a .bin / a pairs list",
-        description="Embed the pairs' faces (aligned from landmarks when given), run the k-fold "
-        "protocol (--n-folds, default 10) and write DIR/report.json, DIR/scores.csv and "
+        description="Embed the pairs' faces (aligned crops, aligned from --landmarks, or "
+        "detected with --detect; other images are an error unless --center-crop), run the "
+        "k-fold protocol (--n-folds, default 10) and write DIR/report.json, DIR/scores.csv and "
         "DIR/roc.png. A set of only same (or only different) pairs gets a report of what it "
         "allows: the rates at --threshold, the score range; no k-fold accuracy, ROC or TAR@FAR.",
     )
@@ -70,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="inference path: torch (BN folded, channels_last), bf16, onnxruntime, eager",
     )
     parser.add_argument("--no-progress", action="store_true")
+    add_center_crop_option(parser)
     parser.set_defaults(func=_run)
 
 
@@ -91,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         detect=args.face if args.detect else None,
         n_folds=args.n_folds,
         threshold=args.threshold,
+        center_crop=args.center_crop,
     )
     print(report.summary())
     if args.detect:

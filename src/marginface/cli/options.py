@@ -1,5 +1,6 @@
 """Command-line options shared by the commands that embed image files (embed, enroll,
-identify): flip mode, batch size, decode workers, progress bar; face detection for raw photos."""
+identify; verify and evaluate take ``--center-crop`` too): flip mode, batch size, decode workers,
+progress bar; face detection for raw photos; centre crops of unaligned images."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import math
 
 from marginface.outputs import check_output_dir, check_output_file
 
-__all__ = ["add_detect_options", "add_embedding_options", "check_outputs", "embedding_kwargs",
-           "finite_float", "flip_of", "non_negative_int", "positive_int", "probability"]
+__all__ = ["add_center_crop_option", "add_detect_options", "add_embedding_options",
+           "check_outputs", "embedding_kwargs", "finite_float", "flip_of", "non_negative_int",
+           "positive_int", "probability"]
 
 
 def check_outputs(*targets: tuple[object, str, str]) -> None:
@@ -66,8 +68,19 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def add_center_crop_option(parser: argparse.ArgumentParser) -> None:
+    """``--center-crop``: take the centre crop of images that are not aligned crops (without it
+    they are an error naming --detect, --landmarks and --center-crop)."""
+    parser.add_argument("--center-crop", action="store_true",
+                        help="images that are neither aligned crops of the model's input size "
+                        "nor in --landmarks: take their centre crop, unaligned (without it they "
+                        "are an error)")
+
+
 def add_embedding_options(parser: argparse.ArgumentParser, *, flip: bool = True) -> None:
-    """``--flip`` (unless ``flip`` is False), ``--batch-size``, ``--workers``, ``--no-progress``."""
+    """``--flip`` (unless ``flip`` is False), ``--batch-size``, ``--workers``, ``--no-progress``,
+    ``--center-crop``."""
+    add_center_crop_option(parser)
     if flip:
         parser.add_argument("--flip", choices=["concat", "sum", "none"], default="concat")
     parser.add_argument("--batch-size", type=positive_int, default=64)
@@ -91,7 +104,8 @@ def add_detect_options(parser: argparse.ArgumentParser) -> None:
 
 
 def embedding_kwargs(args: argparse.Namespace) -> dict:
-    """The image-embedding keywords of enrol and identify: landmarks, detection, batching."""
+    """The image-embedding keywords of enrol and identify: landmarks, detection, centre crops,
+    batching."""
     return {"landmarks_file": args.landmarks, "detect": args.detect, "face": args.face,
-            "batch_size": args.batch_size, "num_workers": args.workers,
-            "progress": not args.no_progress}
+            "center_crop": args.center_crop, "batch_size": args.batch_size,
+            "num_workers": args.workers, "progress": not args.no_progress}

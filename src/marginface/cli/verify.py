@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from marginface.cli.options import finite_float
+from marginface.cli.options import add_center_crop_option, finite_float
 from marginface.data.lfw import read_landmarks
 from marginface.errors import UserInputError
 from marginface.eval.images import verify_images
@@ -65,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--face", choices=["central", "largest"], default="central",
                         help="with --detect: which face of an image with several")
     parser.add_argument("--flip", choices=["concat", "sum", "none"], default="concat")
+    add_center_crop_option(parser)
     parser.set_defaults(func=_run)
 
 
@@ -94,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         threshold=threshold,
         flip=None if args.flip == "none" else args.flip,
         detect=args.face if args.detect else None,
+        center_crop=args.center_crop,
     )
     print(f"score {result.score:.4f}")
     if result.same is None:

@@ -9,6 +9,7 @@ Training sets: ``ImageFolderDataset`` (ROOT/<identity>/<image>) and ``RecordData
 
 from marginface.data.align import (
     TEMPLATES,
+    NotAlignedError,
     align_face,
     center_crop,
     load_aligned,
@@ -19,6 +20,7 @@ from marginface.data.align import (
 )
 from marginface.data.align_batch import AlignReport, align_folder, align_pairs_to_bin
 from marginface.data.binset import load_bin, read_bin, write_bin
+from marginface.data.decoding import MIN_IMAGE_SIDE, BadImageError
 from marginface.data.imagefolder import ImageFolderDataset, list_images
 from marginface.data.lfw import (
     load_lfw,
@@ -34,10 +36,13 @@ from marginface.data.recordio import RecordHeader, read_record, write_record
 from marginface.data.transforms import Preprocessing, TrainTransform, decode_image, to_tensor
 
 __all__ = [
+    "MIN_IMAGE_SIDE",
     "TEMPLATES",
     "AlignReport",
+    "BadImageError",
     "ImageFolderDataset",
     "ImageItem",
+    "NotAlignedError",
     "PairSet",
     "Preprocessing",
     "RecordDataset",

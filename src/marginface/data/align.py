@@ -14,14 +14,13 @@ pixel, using Pillow's C affine transform with the half-pixel shift it needs.
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from marginface.data.transforms import decode_image
+from marginface.data.decoding import check_image_size, decode_image, open_image, upright_size
 from marginface.templates import TEMPLATES, template_for_size, template_points, template_size
 
 __all__ = [
@@ -33,7 +32,14 @@ __all__ = [
     "align_face",
     "center_crop",
     "load_aligned",
+    "NotAlignedError",
 ]
+
+
+class NotAlignedError(ValueError):
+    """An image that is neither an aligned crop of the model's input size nor given landmarks,
+    where centre crops are not allowed; the message names the file and the options
+    (``--detect``, ``--landmarks``, ``--center-crop``)."""
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The 2x3 matrix ``M = [sR | t]`` minimising ``sum |s R src_i + t - dst_i|^2`` (det R = +1).
@@ -96,47 +102,70 @@ def center_crop(image: Image.Image, size_hw: tuple[int, int]) -> Image.Image:
     )
 
 
+def _not_aligned(label: str, size_wh: tuple[int, int], size_hw: tuple[int, int]) -> str:
+    return (f"{label}: image is {size_wh[0]}x{size_wh[1]}, not an aligned {size_hw[1]}x"
+            f"{size_hw[0]} crop of the model's input: pass --detect (find and align the face), "
+            f"--landmarks FILE (align it from its 5 points) or --center-crop (take its centre "
+            f"crop unaligned)")
+
+
 def load_aligned(
     source: str | Path | bytes | Image.Image,
     template: str,
     landmarks: np.ndarray | None = None,
+    *,
+    allow_center_crop: bool = True,
+    name: str | None = None,
 ) -> tuple[Image.Image, str]:
     """Decode and align one face; returns ``(image, method)``.
 
-    ``method`` is ``"landmarks"`` (warped from its 5 points), ``"template"`` (no landmarks, but the
-    image has a template's size and is taken as an aligned crop, mapped onto ``template``: 112x112
-    ArcFace -> 112x96 SphereFace is the central 96 columns), or ``"center"`` (no landmarks:
-    centre-crop fallback, to be counted).
+    ``method`` is ``"landmarks"`` (warped from its 5 points), ``"template"`` (the image has a
+    template's size and is taken as an aligned crop, mapped onto ``template``: 112x112 ArcFace ->
+    112x96 SphereFace is the central 96 columns; any ``landmarks`` given for it are ignored, the
+    caller warns), or ``"center"`` (no landmarks: centre-crop fallback, to be counted). With
+    ``allow_center_crop=False`` that fallback is a :class:`NotAlignedError` instead, raised from
+    the header before the pixels are decoded. Decoding is
+    :func:`marginface.data.decoding.decode_image`; an image below
+    :data:`~marginface.data.decoding.MIN_IMAGE_SIDE` pixels on a side is a
+    :class:`~marginface.data.decoding.BadImageError`; ``name`` labels the image in errors.
     A JPEG is decoded at a reduced size (``Image.draft``) when the warp shrinks it by 2x or more.
     """
     points, size_hw = template_points(template), template_size(template)
-    if landmarks is not None:
-        landmarks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-        if isinstance(source, Image.Image):
-            image = source.convert("RGB")
-        else:
+    label = name or (str(source) if isinstance(source, (str, Path)) else "<image>")
+    opened = source if isinstance(source, Image.Image) else open_image(source, name)
+    full_w, full_h = upright_size(opened)
+    known = template_for_size((full_h, full_w))
+    try:
+        check_image_size((full_w, full_h), label)
+        if landmarks is None and known is None and not allow_center_crop:
+            raise NotAlignedError(_not_aligned(label, (full_w, full_h), size_hw))
+    except ValueError:
+        if opened is not source:  # refused from the header: release the file now
+            opened.close()
+        raise
+    if landmarks is not None and known is None:
+        try:
+            landmarks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
             matrix = similarity_transform(landmarks, points)
-            scale = math.hypot(matrix[0, 0], matrix[0, 1])
-            opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            full_w, full_h = opened.size
-            if opened.format == "JPEG" and scale < 0.5:
-                opened.draft("RGB", (math.ceil(full_w * scale), math.ceil(full_h * scale)))
-            image = opened.convert("RGB")
-            if image.size != (full_w, full_h):
-                ratio = np.array([image.width / full_w, image.height / full_h])
-                landmarks = (landmarks + 0.5) * ratio - 0.5
+        except ValueError as error:  # NaN, degenerate or malformed points: name the image
+            raise ValueError(f"{label}: {error}") from None
+        scale = math.hypot(matrix[0, 0], matrix[0, 1])
+        draft = (math.ceil(full_w * scale), math.ceil(full_h * scale)) if scale < 0.5 else None
+        image = decode_image(opened, draft, name=label)
+        if image.size != (full_w, full_h):
+            ratio = np.array([image.width / full_w, image.height / full_h])
+            landmarks = (landmarks + 0.5) * ratio - 0.5
         return align_face(image, landmarks, template), "landmarks"
-    image = source.convert("RGB") if isinstance(source, Image.Image) else decode_image(source)
+    image = decode_image(opened, name=label)
+    if known is None:
+        return center_crop(image, size_hw), "center"
     if image.size == (size_hw[1], size_hw[0]):
         return image, "template"
-    known = template_for_size((image.height, image.width))
-    if known is not None:
-        matrix = similarity_transform(TEMPLATES[known][0], points)
-        shift = np.round(matrix[:, 2])
-        if np.allclose(matrix, np.c_[np.eye(2), shift], atol=1e-6):
-            # an integer shift (ArcFace <-> SphereFace): an exact crop, no resampling
-            left, top = -int(shift[0]), -int(shift[1])
-            box = (left, top, left + size_hw[1], top + size_hw[0])
-            return image.crop(box), "template"
-        return warp_affine(image, matrix, size_hw), "template"
-    return center_crop(image, size_hw), "center"
+    matrix = similarity_transform(TEMPLATES[known][0], points)
+    shift = np.round(matrix[:, 2])
+    if np.allclose(matrix, np.c_[np.eye(2), shift], atol=1e-6):
+        # an integer shift (ArcFace <-> SphereFace): an exact crop, no resampling
+        left, top = -int(shift[0]), -int(shift[1])
+        box = (left, top, left + size_hw[1], top + size_hw[0])
+        return image.crop(box), "template"
+    return warp_affine(image, matrix, size_hw), "template"

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from marginface.data.align import load_aligned, template_size
 from marginface.data.binset import write_bin
+from marginface.data.decoding import BadImageError
 from marginface.data.imagefolder import list_image_tree
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem, PairSet
@@ -30,13 +31,15 @@ __all__ = ["AlignReport", "align_folder", "align_pairs_to_bin"]
 
 @dataclass
 class AlignReport:
-    """Counts by method (landmarks / template / center), fallbacks and failures by name."""
+    """Counts by method (landmarks / template / center), fallbacks and failures by name;
+    ``landmarks_ignored``: images already of a template's size whose landmarks were not used."""
 
     total: int = 0
     landmarks: int = 0
     template: int = 0
     center: int = 0
     center_crop_images: list[str] = field(default_factory=list)
+    landmarks_ignored: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     output: str = ""
 
@@ -44,7 +47,9 @@ class AlignReport:
         return (
             f"{self.total} images -> {self.output}: {self.landmarks} aligned from landmarks, "
             f"{self.template} already aligned, {self.center} centre-cropped (no landmarks), "
-            f"{len(self.failed)} unreadable"
+            f"{len(self.failed)} unreadable or too small"
+            + (f", {len(self.landmarks_ignored)} with landmarks ignored (already aligned)"
+               if self.landmarks_ignored else "")
         )
 
 
@@ -58,7 +63,8 @@ class _Encoder(Dataset):
     def __getitem__(self, index: int) -> tuple[int, str, bytes, str]:
         item = self.items[index]
         try:
-            image, method = load_aligned(item.source, self.template, item.landmarks)
+            image, method = load_aligned(item.source, self.template, item.landmarks,
+                                         name=item.name)
         except (*DECODE_ERRORS, FileNotFoundError) as error:
             return index, "", b"", f"{type(error).__name__}: {error}"
         buffer = io.BytesIO()
@@ -90,12 +96,16 @@ def _run(
             name = items[index].name
             if error:
                 if not skip_bad_images:
-                    raise ValueError(f"cannot read image {name}: {error}")
+                    raise BadImageError(f"cannot read image {name}: {error}; pass "
+                                        "--skip-bad-images / skip_bad_images to skip and "
+                                        "count such images")
                 report.failed[name] = error
                 continue
             setattr(report, method, getattr(report, method) + 1)
             if method == "center":
                 report.center_crop_images.append(name)
+            elif method == "template" and items[index].landmarks is not None:
+                report.landmarks_ignored.append(name)
             yield index, data, report
     yield -1, b"", report
 

@@ -8,6 +8,8 @@ left out and listed in ``skipped`` (nothing is dropped without being counted).
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,22 +25,54 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder`` (by extension), sorted by name."""
+    """Image files directly inside ``folder`` (by extension), sorted by name; a dangling link
+    with an image extension is listed too, so that reading it fails naming it."""
     return sorted(
-        p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        p for p in Path(folder).iterdir()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and (p.is_file() or p.is_symlink())
     )
+
+
+def _walk(directory: Path, ancestors: frozenset[tuple[int, int]], found: list[Path],
+          loops: list[Path]) -> None:
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir():  # follows symlinks: linked identity folders are walked too
+                info = entry.stat()
+                key = (info.st_dev, info.st_ino)
+                if key in ancestors:  # a link back to a folder above it: a loop
+                    loops.append(path)
+                    continue
+                _walk(path, ancestors | {key}, found, loops)
+            elif path.suffix.lower() in IMAGE_EXTENSIONS and (entry.is_file() or
+                                                                entry.is_symlink()):
+                # a dangling link is listed too, so that reading it fails with its name
+                found.append(path)
 
 
 def list_image_tree(folder: Path) -> list[Path]:
-    """Image files anywhere below ``folder`` (by extension), sorted; errors if there are none."""
+    """Image files anywhere below ``folder`` (by extension), sorted; errors if there are none.
+
+    Symbolic links to folders are followed; a link to a folder that contains it (a loop) is not
+    walked again, with a warning naming it. A dangling link with an image extension is listed
+    (reading it is then an error naming it).
+    """
+    folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    paths = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
-    if not paths:
+        kind = "is not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"image folder {folder} {kind}")
+    found: list[Path] = []
+    loops: list[Path] = []
+    info = folder.stat()
+    _walk(folder, frozenset({(info.st_dev, info.st_ino)}), found, loops)
+    if loops:
+        warnings.warn(f"{folder}: {len(loops)} symbolic link(s) loop back to a folder above "
+                      f"them and were not followed: {', '.join(map(str, sorted(loops)[:5]))}",
+                      UserWarning, stacklevel=2)
+    if not found:
         raise ValueError(f"no images under {folder}")
-    return paths
+    return sorted(found)
 
 
 class ImageFolderDataset(Dataset):

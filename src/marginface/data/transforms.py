@@ -1,5 +1,8 @@
 """Decoding and training transforms: decode (RGB), optional horizontal flip, scale to the model.
 
+Decoding is :func:`marginface.data.decoding.decode_image` (re-exported here): every image mode,
+EXIF orientation, the decompression-bomb guard.
+
 The scaling is the model's own stored preprocessing (``model.config.preprocessing``) applied by
 :func:`marginface.preprocessing.normalize`: ``(x - mean) / std`` per channel in the stored channel
 order, x the 0..255 pixel value. ``Preprocessing`` is re-exported here (the same class as
@@ -8,7 +11,6 @@ order, x the 0..255 pixel value. ``Preprocessing`` is re-exported here (the same
 
 from __future__ import annotations
 
-import io
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from marginface.data.decoding import DECODE_ERRORS, decode_image
 from marginface.preprocessing import Preprocessing, normalize
 
 __all__ = [
@@ -27,31 +30,6 @@ __all__ = [
     "TrainTransform",
     "DECODE_ERRORS",
 ]
-
-# What Pillow raises for a file that exists but is not a decodable image.
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-def decode_image(
-    source: str | Path | bytes | np.ndarray, draft_size: tuple[int, int] | None = None
-) -> Image.Image:
-    """Decode a file path, encoded bytes or a uint8 array into an RGB PIL image.
-
-    ``draft_size`` (W, H) lets the JPEG decoder downscale by 1/2, 1/4 or 1/8 while staying at least
-    that size (``Image.draft``); the caller must read ``image.size`` afterwards.
-    """
-    if isinstance(source, np.ndarray):
-        if source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] != 3:
-            raise ValueError(
-                f"image array must be uint8 (H, W, 3), got {source.dtype} {source.shape}"
-            )
-        return Image.fromarray(source, "RGB")
-    image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-    if draft_size is not None and image.format == "JPEG":
-        image.draft("RGB", draft_size)
-    image = image.convert("RGB")  # convert() loads the pixels; decode errors surface here
-    return image
-
 
 def to_tensor(image: Image.Image | np.ndarray, preprocessing: Preprocessing) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> float32 (3, H, W): ``(x - mean) / std`` by :func:`normalize`."""

@@ -15,7 +15,12 @@ from marginface.eval.identification import (
     threshold_at_fpir,
     tpir_at_fpir,
 )
-from marginface.eval.images import VerifyResult, embed_folder, verify_images
+from marginface.eval.images import (
+    NonFiniteEmbeddingError,
+    VerifyResult,
+    embed_folder,
+    verify_images,
+)
 from marginface.eval.roc import (
     best_accuracy_threshold,
     equal_error_rate,
@@ -33,6 +38,7 @@ __all__ = [
     "EmbeddingResult",
     "FaceImages",
     "IdentificationReport",
+    "NonFiniteEmbeddingError",
     "PairSetEvaluation",
     "VerificationReport",
     "VerifyResult",

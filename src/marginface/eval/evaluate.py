@@ -137,6 +137,7 @@ def evaluate_model(
     engine: str = "torch",
     threshold: float | None = None,
     one_sided_ok: bool = False,
+    center_crop: bool = False,
 ) -> PairSetEvaluation:
     """Embed the pair set's images with ``model`` and run the 10-fold protocol.
 
@@ -149,6 +150,9 @@ def evaluate_model(
     ``threshold``: also report accuracy, TAR and FAR at this threshold. A set with only same (or
     only different) pairs is an error, unless ``one_sided_ok``: then the report is a
     :class:`marginface.eval.one_sided.OneSidedReport` of what such a set allows.
+    An image that is not an aligned crop and has no landmarks is a
+    :class:`~marginface.data.align.NotAlignedError` unless ``center_crop`` (then centre-cropped
+    and counted in ``alignment["center"]``).
     """
     _plan(pairs, n_folds, one_sided_ok, subtract_mean)  # before the long embedding step
     used = np.unique(pairs.pairs.ravel())
@@ -163,6 +167,7 @@ def evaluate_model(
         skip_bad_images=skip_bad_images,
         desc=f"embed {pairs.name}",
         engine=engine,
+        center_crop=center_crop,
     )
     remap = np.full(len(pairs.images), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))

@@ -14,7 +14,7 @@ from marginface.atomic import atomic_write, atomic_write_text
 from marginface.data.loading import load_pairs
 from marginface.detect.aligned import detect_pairset
 from marginface.errors import UserInputError, naming_file
-from marginface.eval.embed import model_preprocessing
+from marginface.eval.embed import NonFiniteEmbeddingError, model_preprocessing
 from marginface.eval.evaluate import evaluate_model
 from marginface.eval.one_sided import OneSidedReport
 from marginface.eval.plots import plot_roc
@@ -50,6 +50,7 @@ def run_evaluation(
     detect: str | None = None,
     n_folds: int | None = None,
     threshold: float | None = None,
+    center_crop: bool = False,
 ) -> VerificationReport | OneSidedReport:
     """Evaluate ``model_file`` on ``pairs_spec`` and write report.json, scores.csv and roc.png.
 
@@ -62,6 +63,9 @@ def run_evaluation(
     accuracy, TAR and FAR there. A set with only same or only different pairs gets the report of
     what it allows (:mod:`marginface.eval.one_sided`) and no roc.png. ``out_dir`` is checked
     before any work; scores.csv and report.json are written before the plot.
+
+    ``center_crop``: images that are neither aligned crops nor in the landmarks file are centre-cropped (counted in the report's
+    ``alignment``) instead of a :class:`~marginface.data.align.NotAlignedError`.
     """
     start = time.perf_counter()
     out_dir = check_output_dir(out_dir, "out_dir")
@@ -95,8 +99,13 @@ def run_evaluation(
         n_folds=10 if n_folds is None else n_folds,
         threshold=threshold,
         one_sided_ok=True,
+        center_crop=center_crop,
     )
     report, scores = evaluation.report, evaluation.scores
+    if not np.isfinite(scores).all():
+        raise NonFiniteEmbeddingError(
+            f"{int((~np.isfinite(scores)).sum())} pair score(s) are NaN or infinite: the "
+            f"model {model_file} or its input is broken; no report is written")
     out_dir.mkdir(parents=True, exist_ok=True)
     with naming_file(out_dir / "scores.csv"), \
             atomic_write(out_dir / "scores.csv", "w", newline="") as handle:
@@ -112,6 +121,7 @@ def run_evaluation(
         subtract_mean=subtract_mean,
         engine=engine,
         alignment=evaluation.alignment,
+        center_crop=center_crop,
         failed_images=evaluation.failed_images,
         missing_images=evaluation.missing_images,
         seconds=round(time.perf_counter() - start, 2),

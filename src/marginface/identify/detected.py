@@ -27,10 +27,12 @@ def detected_items(
     face: str = "central",
     num_workers: int = 2,
     progress: bool = True,
+    skip_bad_images: bool = True,
 ) -> tuple[list[ImageItem], list[int], dict[str, str]]:
     """``(aligned crops, their indices in items, failed name -> reason)``.
 
-    Landmarks in ``items`` are ignored: detection replaces them.
+    Landmarks in ``items`` are ignored: detection replaces them. An unreadable or too small
+    image is named in ``failed``, or an error naming it without ``skip_bad_images``.
     """
     _, template, _ = model_preprocessing(model)
     names = [item.name for item in items]
@@ -38,7 +40,7 @@ def detected_items(
         raise ValueError("detected_items needs unique image names")
     aligned, report = detect_and_align(
         [(item.source, item.name) for item in items], template, policy=face,
-        num_workers=num_workers, progress=progress, skip_bad_images=True,
+        num_workers=num_workers, progress=progress, skip_bad_images=skip_bad_images,
     )
     index = {name: i for i, name in enumerate(names)}
     failed = {name: NO_FACE for name in report.no_face}

@@ -17,7 +17,7 @@ import torch
 from marginface.data.imagefolder import list_images
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
-from marginface.eval.embed import compute_embeddings
+from marginface.eval.embed import check_finite_embeddings, compute_embeddings
 from marginface.identify.detected import detected_items
 from marginface.identify.gallery import TEMPLATE_MODES, Gallery, model_record
 from marginface.identify.search import normalize_rows
@@ -67,13 +67,18 @@ def enroll_folder(
     engine: str = "torch",
     detect: bool = False,
     face: str = "central",
+    center_crop: bool = False,
+    skip_bad_images: bool = True,
 ) -> EnrollResult:
     """Embed ``folder/<identity>/<image>`` and build the identities' templates.
 
     ``landmarks_file`` (lfw_landmark layout, paths relative to ``folder``) aligns the images
-    that have an entry; the others are taken as aligned crops (see ``marginface embed``).
+    that have an entry; the others must be aligned crops (see ``marginface embed``).
     ``detect``: raw photos; each image's ``face`` is detected (MTCNN) and aligned instead, and
-    images with no face are reported in ``failed``.
+    images with no face are reported in ``failed``. An image that is not an aligned crop (and
+    has no landmarks) is a :class:`~marginface.data.align.NotAlignedError` unless
+    ``center_crop``. Unreadable or too small images are named in ``failed``, or an error without
+    ``skip_bad_images``.
     """
     if mode not in TEMPLATE_MODES:
         raise ValueError(f"mode must be one of {TEMPLATE_MODES}, got {mode!r}")
@@ -93,13 +98,15 @@ def enroll_folder(
     failed: dict[str, str] = {}
     if detect:
         items, kept, failed = detected_items(model, items, face=face, num_workers=num_workers,
-                                             progress=progress)
+                                             progress=progress, skip_bad_images=skip_bad_images)
         owners = [owners[i] for i in kept]
     result = compute_embeddings(
         model, items, flip=flip, batch_size=batch_size,
         num_workers=0 if detect else num_workers,
-        progress=progress, skip_bad_images=True, desc="enroll", engine=engine,
+        progress=progress, skip_bad_images=skip_bad_images, desc="enroll", engine=engine,
+        center_crop=center_crop,
     )
+    check_finite_embeddings(result.embeddings, [item.name for item in items], result.failed)
     good = [i for i in range(len(items)) if i not in result.failed]
     failed.update({items[i].name: error for i, error in result.failed.items()})
     enrolled = sorted({owners[i] for i in good})

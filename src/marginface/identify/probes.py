@@ -21,7 +21,7 @@ from marginface.data.imagefolder import list_image_tree
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
 from marginface.errors import UserInputError
-from marginface.eval.embed import compute_embeddings
+from marginface.eval.embed import check_finite_embeddings, compute_embeddings
 from marginface.identify.detected import detected_items
 from marginface.identify.gallery import Gallery
 from marginface.inputs import finite_number, read_json
@@ -106,23 +106,30 @@ def identify_images(
     progress: bool = True,
     detect: bool = False,
     face: str = "central",
+    center_crop: bool = False,
+    skip_bad_images: bool = True,
 ) -> Identification:
     """Rank the gallery's identities for each image of ``probes`` (a file or a folder).
 
     ``detect``: raw photos; each probe's ``face`` is detected (MTCNN) and aligned, and
-    ``landmarks_file`` is ignored. A probe with no face is named in ``failed``.
+    ``landmarks_file`` is ignored. A probe with no face is named in ``failed``. A probe that is
+    not an aligned crop (and has no landmarks) is a :class:`~marginface.data.align.NotAlignedError`
+    unless ``center_crop``; an unreadable or too small probe is named in ``failed``, or an error
+    without ``skip_bad_images``.
     """
     gallery.check_model(model)
     items = _probe_items(probes, None if detect else landmarks_file)
     failed: dict[str, str] = {}
     if detect:
         items, _, failed = detected_items(model, items, face=face, num_workers=num_workers,
-                                          progress=progress)
+                                          progress=progress, skip_bad_images=skip_bad_images)
     result = compute_embeddings(
         model, items, flip=gallery.flip, batch_size=batch_size,
         num_workers=0 if detect else num_workers,
-        progress=progress, skip_bad_images=True, desc="identify",
+        progress=progress, skip_bad_images=skip_bad_images, desc="identify",
+        center_crop=center_crop,
     )
+    check_finite_embeddings(result.embeddings, [item.name for item in items], result.failed)
     good = [i for i in range(len(items)) if i not in result.failed]
     names, scores = gallery.search(
         result.embeddings[good], top_k, dtype=dtype, backend=backend

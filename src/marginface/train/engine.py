@@ -124,6 +124,9 @@ class Trainer:
         dropped = getattr(self.train_dataset, "dropped", None)
         if dropped is not None and self.ctx.is_main:
             print(f"marginface train: {dropped.message()}")
+        if self._center_cropped() and self.ctx.is_main:
+            print(f"marginface train: {self._center_cropped()} training image(s) have no "
+                  f"landmarks and are centre-cropped, unaligned")
         self.model.to(self.ctx.device)
         self.memory_format = (torch.channels_last if c.train.channels_last
                               else torch.contiguous_format)
@@ -350,7 +353,16 @@ class Trainer:
                 "compiled": bool(getattr(self.backbone, "active", False)),
                 "dropped_identities": dropped.identities if dropped else 0,
                 "dropped_images": dropped.images if dropped else 0,
-                "excluded_images": int(getattr(self.train_dataset, "excluded", 0))}
+                "excluded_images": int(getattr(self.train_dataset, "excluded", 0)),
+                "center_cropped_images": self._center_cropped()}
+
+    def _center_cropped(self) -> int:
+        # the lfw kind counts its images without landmarks; wrappers (identity filters,
+        # exclusion lists) keep the dataset they wrap in .dataset
+        dataset = self.train_dataset
+        while dataset is not None and not hasattr(dataset, "centre_cropped"):
+            dataset = getattr(dataset, "dataset", None)
+        return int(getattr(dataset, "centre_cropped", 0))
 
     def _evaluate_and_keep_best(self) -> dict[str, dict[str, Any]]:
         reports = self.evaluate()  # rank 0 only

@@ -82,13 +82,16 @@ def evaluate_pair_set(model: nn.Module, pair_set: Any, *,
     was_training = model.training
     model.eval()
     try:
-        report = evaluate_model(model, pair_set, flip="sum" if flip else None,
-                                batch_size=batch_size, progress=False, num_workers=0,
-                                skip_bad_images=bool(getattr(pair_set, "skip_bad", False)),
-                                n_folds=n_folds).report
+        # the training data's own convention: images without landmarks are centre-cropped (the
+        # folder and lfw kinds train on such crops), counted in the result's "center_cropped"
+        evaluation = evaluate_model(model, pair_set, flip="sum" if flip else None,
+                                    batch_size=batch_size, progress=False, num_workers=0,
+                                    skip_bad_images=bool(getattr(pair_set, "skip_bad", False)),
+                                    n_folds=n_folds, center_crop=True)
     finally:
         model.train(was_training)
-    return report.to_dict()
+    return {**evaluation.report.to_dict(),
+            "center_cropped": int(evaluation.alignment.get("center", 0))}
 
 
 def best_metric(reports: dict[str, dict[str, Any]], best_metric_set: str | None) -> float | None:

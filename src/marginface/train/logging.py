@@ -190,6 +190,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     ]
     if summary.get("skipped_images"):
         lines.append(f"unreadable images skipped: {summary['skipped_images']}")
+    if summary.get("center_cropped_images"):
+        lines.append(f"training images centre-cropped (no landmarks): "
+                     f"{summary['center_cropped_images']}")
     if summary.get("excluded_images"):
         lines.append(f"images left out by data.exclude_list: {summary['excluded_images']}")
     return "\n".join(lines)

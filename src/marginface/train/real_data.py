@@ -39,8 +39,9 @@ class FaceCrop:
 
     def __call__(self, image: Image.Image, landmarks: np.ndarray | None = None) -> torch.Tensor:
         from marginface.data.align import align_face, center_crop
+        from marginface.data.decoding import to_rgb
 
-        image = image.convert("RGB")
+        image = to_rgb(image)
         if landmarks is not None:
             template = template_for_size(self.size)
             if template is None:
@@ -136,12 +137,16 @@ class LFWPeopleDataset(_LabelledItems):
             raise FileNotFoundError(f"{len(missing)} LFW image(s) listed in people.txt are "
                                     f"missing, first {self.root / 'images' / missing[0]}")
         self.crop = FaceCrop(input_size)
+        # images without landmarks are centre-cropped: counted, printed at the start of a run
+        # and written to summary.json (center_cropped_images)
         self.centre_cropped = sum(1 for p, _ in self.items if p not in self.landmarks)
 
     def __getitem__(self, index: int):
         path, label = self.items[index]
-        with Image.open(self.root / "images" / path) as image:
-            return self.crop(image, self.landmarks.get(path)), label
+        from marginface.data.decoding import decode_image
+
+        image = decode_image(self.root / "images" / path, name=path)
+        return self.crop(image, self.landmarks.get(path)), label
 
 
 def build_real_dataset(config: DataConfig, input_size: tuple[int, int]) -> Dataset:

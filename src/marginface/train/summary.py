@@ -53,6 +53,7 @@ class RunSummary:
     excluded_images: int = 0  # left out by data.exclude_list
     dropped_identities: int = 0  # data.min_images_per_identity: identities left out
     dropped_images: int = 0  # ... and their images
+    center_cropped_images: int = 0  # lfw kind: images without landmarks, centre-cropped
     precision: str | None = None  # the precision used (train.precision "auto" resolved)
     compiled: bool | None = None  # whether the backbone ran compiled to the end (train.compile)
     interrupted: bool = False
