@@ -1,0 +1,175 @@
+"""Fused one-vs-all (binary) loss: SphereFace2 and UniFace without the (batch, classes) logits.
+
+``LogitSpec.binary``: every class is its own sigmoid classifier. With ``cos_ij`` the cosines,
+``z_ij = s n(cos_ij) + b`` for the other classes and ``z_iy = s t(cos_iy) + b`` for the target
+(``n`` the spec's ``negatives`` or the identity, ``t`` its target; ``b`` one learnable number),
+
+    loss = loss_scale / B * sum_i [ pos_weight softplus(-z_iy)
+                                    + neg_weight sum_{j != y_i} softplus(z_ij) ]
+
+(Wen et al., "SphereFace2", ICLR 2022; Zhou et al., "UniFace", ICCV 2023). No logsumexp ties the
+classes together, so the loss is a plain sum over the classes: each block of classes adds its
+terms, and with a process group (class shards) the partial sums are all-reduced once.
+
+Passes: the forward pass sums ``softplus`` block by block; the backward pass recomputes each
+block's cosines and turns them into ``dL/dcos = g neg_weight s sigmoid(z) n'(cos)`` with the
+target entries set to ``-g pos_weight s sigmoid(-z_y) t'(cos_y)``, then the same two products and
+the step through the row normalisation as the softmax loss (``kernels.finish_weight_grad``).
+The bias's gradient is the sum of ``dL/dz`` over the entries (all-reduced over the group, so
+every rank holds the whole gradient of its replicated copy). Memory: O(batch x block).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from marginface.heads.fused import kernels
+from marginface.heads.fused.blocks import block_targets
+from marginface.heads.fused.gradient_cache import reusable_gradient
+from marginface.heads.fused.spec import EPS, LogitSpec
+
+__all__ = ["fused_binary_loss"]
+
+
+def _block_cos(um: Tensor, weight: Tensor, inv_norm: Tensor, b0: int, b1: int,
+               cd: torch.dtype) -> Tensor:
+    """(batch, n) cosines of the block [b0, b1), products in ``um``'s dtype, clamped to [-1, 1]."""
+    wb = weight[b0:b1].to(um.dtype)
+    return torch.mm(um, wb.t()).to(cd).mul_(inv_norm[b0:b1]).clamp_(-1.0, 1.0)
+
+
+def _negatives(spec: LogitSpec, cos: Tensor, params: tuple[Tensor, ...],
+               grad: bool) -> tuple[Tensor, Tensor | None]:
+    if spec.negatives is None:
+        return cos, None
+    value, dvalue = spec.negatives.fn(cos, *params)
+    return value, (dvalue if grad else None)
+
+
+class _FusedBinary(torch.autograd.Function):
+    """(embeddings, weight, bias, local targets) -> mean binary loss, optionally over a group."""
+
+    @staticmethod
+    def forward(ctx, embeddings, weight, bias, local_labels, spec, block, mm_dtype, group):  # type: ignore[override]
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            return _FusedBinary._forward(ctx, embeddings, weight, bias, local_labels, spec,
+                                         block, mm_dtype, group)
+
+    @staticmethod
+    def _setup(embeddings, weight, bias, spec, mm_dtype):
+        cd = torch.float64 if torch.float64 in (embeddings.dtype, weight.dtype) else torch.float32
+        mmd = cd if mm_dtype in (torch.float32, torch.float64) else mm_dtype
+        x = embeddings.detach().to(cd)
+        w = weight.detach().to(cd)
+        b = 0.0 if bias is None else float(bias.detach().reshape(()))
+        norm = x.norm(dim=1)
+        unit = x / norm.clamp_min(EPS).unsqueeze(1)
+        inv_norm = torch.linalg.vector_norm(w, dim=1).clamp_min_(EPS).reciprocal_()
+        params = () if spec.negatives is None else tuple(
+            p.detach().to(cd).unsqueeze(1) for p in spec.negatives.params)
+        return cd, mmd, x, w, b, norm, unit, inv_norm, params
+
+    @staticmethod
+    def _targets(spec, unit, w, inv_norm, norm, local_labels, b):
+        owned = (local_labels >= 0).nonzero().squeeze(1)
+        cls = local_labels[owned]
+        cos = ((unit[owned] * w[cls]).sum(1) * inv_norm[cls]).clamp(-1.0, 1.0)
+        t, dt, dn = spec.target_terms(cos, norm[owned], owned)
+        return owned, spec.scale * t + b, dt, dn
+
+    @staticmethod
+    def _forward(ctx, embeddings, weight, bias, local_labels, spec, block, mm_dtype, group):
+        cd, mmd, x, w, b, norm, unit, inv_norm, params = _FusedBinary._setup(
+            embeddings, weight, bias, spec, mm_dtype)
+        owned, z_y, _, _ = _FusedBinary._targets(spec, unit, w, inv_norm, norm, local_labels, b)
+        total = spec.pos_weight * F.softplus(-z_y).sum()
+        um = unit.to(mmd)
+        neg = torch.zeros((), dtype=cd, device=x.device)
+        for b0 in range(0, w.shape[0], block):
+            b1 = min(b0 + block, w.shape[0])
+            value, _ = _negatives(spec, _block_cos(um, w, inv_norm, b0, b1, cd), params, False)
+            terms = F.softplus(value.mul_(spec.scale).add_(b))
+            rows, cols = block_targets(local_labels, b0, b1)
+            if rows.numel():
+                terms[rows, cols] = 0.0  # the target's own term is the positive one above
+            neg += terms.sum()
+        total = total + spec.neg_weight * neg
+        if group is not None:
+            dist.all_reduce(total, group=group)
+        loss = total * (spec.loss_scale / x.shape[0])
+        ctx.save_for_backward(embeddings, weight, bias, local_labels)
+        ctx.spec, ctx.block, ctx.mm_dtype, ctx.group = spec, block, mm_dtype, group
+        return loss.to(embeddings.dtype if embeddings.dtype == torch.float64 else cd)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        with torch.autocast(device_type=grad_out.device.type, enabled=False):
+            return _FusedBinary._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
+        embeddings, weight, bias, local_labels = ctx.saved_tensors
+        spec, group = ctx.spec, ctx.group
+        cd, mmd, x, w, b, norm, unit, inv_norm, params = _FusedBinary._setup(
+            embeddings, weight, bias, spec, ctx.mm_dtype)
+        g = float(grad_out) * spec.loss_scale / x.shape[0]
+        owned, z_y, dt, dn = _FusedBinary._targets(spec, unit, w, inv_norm, norm,
+                                                   local_labels, b)
+        # dL/dz_y and, through t, dL/dcos_y of the owned targets
+        gz_y = -g * spec.pos_weight * torch.sigmoid(-z_y)
+        tgt_grad = torch.zeros(x.shape[0], dtype=cd, device=x.device)
+        tgt_grad[owned] = gz_y * spec.scale * dt
+        grad_b = gz_y.sum()
+        grad_w = reusable_gradient(weight, tuple(w.shape), cd)
+        gm_dtype = cd if mmd == torch.float16 else mmd  # no float16 range for exact gradients
+        um, ug = unit.to(mmd), unit.to(gm_dtype)
+        grad_unit = torch.zeros_like(unit)
+        coef, block = g * spec.neg_weight, ctx.block
+        for b0 in range(0, w.shape[0], block):
+            b1 = min(b0 + block, w.shape[0])
+            value, dvalue = _negatives(spec, _block_cos(um, w, inv_norm, b0, b1, cd), params, True)
+            sig = torch.sigmoid(value.mul_(spec.scale).add_(b))
+            rows, cols = block_targets(local_labels, b0, b1)
+            if rows.numel():
+                sig[rows, cols] = 0.0
+            grad_b = grad_b + coef * sig.sum()
+            gc = sig.mul_(coef * spec.scale)  # dL/dcos of the negatives
+            if dvalue is not None:
+                gc.mul_(dvalue)
+            if rows.numel():
+                gc[rows, cols] = tgt_grad[rows]
+            gc.mul_(inv_norm[b0:b1])  # dL/d<unit, w_j> = dL/dcos / |w_j|
+            gq = gc.to(gm_dtype)
+            wb = w[b0:b1]
+            grad_unit.add_(torch.mm(gq, wb.to(gm_dtype)).to(cd))
+            gw_raw = torch.mm(gq.t(), ug).to(cd)
+            kernels.finish_weight_grad(gw_raw, wb, inv_norm[b0:b1], grad_w[b0:b1])
+        # through unit = x / |x|, plus the radial term of a norm-dependent target
+        radial = (grad_unit * unit).sum(1, keepdim=True)
+        grad_x = (grad_unit - unit * radial) / norm.clamp_min(EPS).unsqueeze(1)
+        if dn is not None:
+            grad_x[owned] += (gz_y * spec.scale * dn).unsqueeze(1) * unit[owned]
+        grads_b = None
+        if bias is not None:
+            grad_b = grad_b.reshape(1)
+            if group is not None:  # the bias is replicated: every rank gets the whole gradient
+                dist.all_reduce(grad_b, group=group)
+            grads_b = grad_b.reshape(bias.shape).to(bias.dtype)
+        return (grad_x.to(embeddings.dtype), grad_w.to(weight.dtype), grads_b,
+                None, None, None, None, None)
+
+
+def fused_binary_loss(embeddings: Tensor, weight: Tensor, local_labels: Tensor, spec: LogitSpec,
+                      bias: Tensor | None, block: int, matmul_dtype: torch.dtype,
+                      process_group: dist.ProcessGroup | None = None) -> Tensor:
+    """The binary loss of ``spec`` (``spec.binary``); ``bias`` one number (or None: 0).
+
+    Called by ``fused_cross_entropy``; ``local_labels`` index ``weight``'s rows or are -1.
+    """
+    if bias is not None and bias.numel() != 1:
+        raise ValueError(f"a binary loss takes one bias number, got shape {tuple(bias.shape)}")
+    return _FusedBinary.apply(embeddings, weight, bias, local_labels.long(), spec, block,
+                              matmul_dtype, process_group)
