@@ -2,7 +2,8 @@
 
 An et al., "Partial FC", ICCV 2021; docs/large-class.md. The classifier takes a head (any
 ``marginface.heads.Head``, a user's subclass included) and keeps this rank's contiguous block of
-its per-class rows (``head.class_tensors``: the weight, Softmax's bias):
+its per-class rows (``head.class_tensors``: the weight, Softmax's bias; the binary heads' one
+bias number is replicated, and its gradient is summed over the ranks by the fused loss):
 ``num_local = C // W + (rank < C % W)`` rows starting at ``class_start``. Everything else of the
 head (SphereFace's ``iteration``, moving state) stays whole on every rank, and every step asks
 the head for its ``LogitSpec`` exactly as ``head.loss`` does: embeddings and labels are
@@ -276,19 +277,24 @@ class ShardedClassifier(nn.Module):
     def clip_grad_norm(self, backbone_params: list[nn.Parameter], max_norm: float) -> float:
         """Clip by the global norm: backbone (replicated) plus all ranks' shards; returns it."""
         grads_b = [p.grad for p in backbone_params if p.grad is not None]
-        grads_h = [p.grad for p in self.parameters() if p.grad is not None]
+        sharded = {id(getattr(self.head, n)) for n in self.head.class_tensors}
+        grads_h = [p.grad for p in self.parameters() if p.grad is not None and id(p) in sharded]
+        # replicated head parameters (the binary heads' bias) hold the whole gradient on every
+        # rank: counted once, like the backbone
+        grads_r = [p.grad for p in self.parameters()
+                   if p.grad is not None and id(p) not in sharded]
         square = torch.zeros((), device=self.weight.device)
         for g in grads_h:
             square = square + g.detach().float().pow(2).sum()
         group = self._group()
         if group is not None:
             dist.all_reduce(square, group=group)
-        for g in grads_b:  # identical on every rank after DDP's all-reduce
+        for g in grads_b + grads_r:  # identical on every rank
             square = square + g.detach().float().pow(2).sum()
         total = float(square.sqrt())
         coef = max_norm / (total + 1e-6)
         if coef < 1.0:
-            for g in grads_b + grads_h:
+            for g in grads_b + grads_h + grads_r:
                 g.mul_(coef)
         return total
 
