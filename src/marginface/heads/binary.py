@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.heads.margin import MarginHead
@@ -31,8 +30,9 @@ def binary_loss_from_scores(scores: Tensor, labels: Tensor, *, pos_weight: float
     """The mean binary loss of full (batch, classes) scores (the unfused reference path)."""
     target = torch.zeros_like(scores, dtype=torch.bool)
     target[torch.arange(scores.shape[0], device=scores.device), labels.long()] = True
-    terms = torch.where(target, pos_weight * F.softplus(-scores),
-                        neg_weight * F.softplus(scores))
+    zero = torch.zeros_like(scores)  # logaddexp(z, 0): softplus exact everywhere, and its grad
+    terms = torch.where(target, pos_weight * torch.logaddexp(-scores, zero),
+                        neg_weight * torch.logaddexp(scores, zero))
     return loss_scale * terms.sum(1).mean()
 
 

@@ -16,7 +16,8 @@ setting, as in the authors' OpenSphere release). ``b`` starts where the gradient
 positive and of the C - 1 negative terms balance at cos = 0 (the paper's positive/negative
 balance principle; the authors initialise it the same way): with ``z = lambda / ((1 - lambda)
 (C - 1))`` and the scores ``a_y, a_n`` at cos = 0,
-``b = log(2z) - a_n - log(1 - z + sqrt((1 - z)^2 + 4 z exp(a_y - a_n)))``.
+``b = log(2z) - a_n - log(1 - z + sqrt((1 - z)^2 + 4 z exp(a_y - a_n)))`` (for z > 1, i.e. a
+handful of classes, the same root in its cancellation-free form).
 The gradient here is the exact derivative of the loss (the authors' code passes it straight
 through g and the margin); the authors also multiply the loss by 50, a learning-rate choice left
 to the optimiser here.
@@ -67,8 +68,15 @@ def sphereface2_bias_init(num_classes: int, *, scale: float, margin: float, lamb
         a_y = scale * (2.0 * ((math.cos(min(phi, math.pi)) + 1.0) / 2.0)**t - 1.0)
         a_n = scale * g0
     z = lambda_ / ((1.0 - lambda_) * (num_classes - 1))
-    root = math.sqrt((1.0 - z)**2 + 4.0 * z * math.exp(a_y - a_n))
-    return math.log(2.0 * z) - a_n - math.log(1.0 - z + root)
+    delta = a_y - a_n
+    root = math.sqrt((1.0 - z)**2 + 4.0 * z * math.exp(delta))
+    # v = exp(a_n + b) solves exp(delta) v^2 + (1 - z) v - z = 0; the two forms of its positive
+    # root avoid the cancellation of 1 - z + root (z < 1) and of z - 1 - root (z > 1)
+    if z <= 1.0:
+        log_v = math.log(2.0 * z) - math.log(1.0 - z + root)
+    else:
+        log_v = math.log(z - 1.0 + root) - math.log(2.0) - delta
+    return log_v - a_n
 
 
 class SphereFace2(BinaryHead):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
 
 from marginface.heads.fused import kernels
@@ -31,7 +30,7 @@ from marginface.heads.fused.blocks import block_targets
 from marginface.heads.fused.gradient_cache import reusable_gradient
 from marginface.heads.fused.spec import EPS, LogitSpec
 
-__all__ = ["fused_binary_loss"]
+__all__ = ["fused_binary_loss", "softplus"]
 
 
 def _block_cos(um: Tensor, weight: Tensor, inv_norm: Tensor, b0: int, b1: int,
@@ -39,6 +38,11 @@ def _block_cos(um: Tensor, weight: Tensor, inv_norm: Tensor, b0: int, b1: int,
     """(batch, n) cosines of the block [b0, b1), products in ``um``'s dtype, clamped to [-1, 1]."""
     wb = weight[b0:b1].to(um.dtype)
     return torch.mm(um, wb.t()).to(cd).mul_(inv_norm[b0:b1]).clamp_(-1.0, 1.0)
+
+
+def softplus(z: Tensor) -> Tensor:
+    """``log(1 + exp(z))`` exactly (``F.softplus`` turns linear above 20: 2e-9 off there)."""
+    return z.clamp_min(0.0) + torch.log1p(torch.exp(-z.abs()))
 
 
 def _negatives(spec: LogitSpec, cos: Tensor, params: tuple[Tensor, ...],
@@ -85,13 +89,13 @@ class _FusedBinary(torch.autograd.Function):
         cd, mmd, x, w, b, norm, unit, inv_norm, params = _FusedBinary._setup(
             embeddings, weight, bias, spec, mm_dtype)
         owned, z_y, _, _ = _FusedBinary._targets(spec, unit, w, inv_norm, norm, local_labels, b)
-        total = spec.pos_weight * F.softplus(-z_y).sum()
+        total = spec.pos_weight * softplus(-z_y).sum()
         um = unit.to(mmd)
         neg = torch.zeros((), dtype=cd, device=x.device)
         for b0 in range(0, w.shape[0], block):
             b1 = min(b0 + block, w.shape[0])
             value, _ = _negatives(spec, _block_cos(um, w, inv_norm, b0, b1, cd), params, False)
-            terms = F.softplus(value.mul_(spec.scale).add_(b))
+            terms = softplus(value.mul_(spec.scale).add_(b))
             rows, cols = block_targets(local_labels, b0, b1)
             if rows.numel():
                 terms[rows, cols] = 0.0  # the target's own term is the positive one above
