@@ -156,12 +156,10 @@ def test_finite_at_cos_pm1_large_scale_and_under_autocast(name, precision, angle
     theta = torch.tensor([angle, angle, 0.0, math.pi], dtype=dtype)
     leaf = rotation_embeddings(theta, D, norm=norm).requires_grad_()
     y = torch.tensor([0, 1, 0, 0])
-    ctx = torch.autocast("cpu", dtype=autocast) if autocast else torch.autocast("cpu",
-                                                                                enabled=False)
-    with ctx:
-        emb = leaf if autocast is None else leaf.to(autocast)
-        loss = head.loss(emb, y)
-        scores = head(emb, y)
+    # the backbone hands over bf16/fp16 embeddings under autocast
+    with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        scores = head(leaf.to(autocast or dtype), y)
+        loss = head.loss(leaf.to(autocast or dtype), y)
     grads = torch.autograd.grad(loss, (leaf, head.weight, head.bias))
     assert torch.isfinite(loss) and torch.isfinite(scores).all()
     assert all(torch.isfinite(g).all() for g in grads)
