@@ -15,10 +15,13 @@ per-class tensor); the fused backward all-reduces its gradient. ``forward`` retu
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from marginface.heads.fused import batch_stats, fused_cross_entropy
 from marginface.heads.margin import MarginHead
 from marginface.heads.spec_logits import spec_logits
 
@@ -45,6 +48,7 @@ class BinaryHead(MarginHead):
     """
 
     bias_sign: float = 1.0
+    weights_sampled_classes = True
 
     def __init__(self, embedding_dim: int, num_classes: int, *, scale: float,
                  bias_init: float, m2: float = 0.0, m3: float = 0.0,
@@ -85,13 +89,23 @@ class BinaryHead(MarginHead):
 
     def fused_loss(self, embeddings: Tensor, weight: Tensor, local_labels: Tensor,
                    labels: Tensor, *, bias: Tensor | None = None,
-                   process_group: dist.ProcessGroup | None = None) -> Tensor:
-        """The fused binary loss over the classes of ``weight``, with this head's own bias."""
+                   process_group: dist.ProcessGroup | None = None,
+                   class_weights: Tensor | None = None) -> Tensor:
+        """The fused binary loss over the classes of ``weight``, with this head's own bias.
+
+        ``class_weights`` (one per row of ``weight``) multiply the negative terms: the sharded
+        classifier's Partial FC gives ``pool / drawn`` to the classes it drew at random and 1 to
+        the batch's own classes, so the sampled sum estimates the full one without bias.
+        """
         if bias is not None:
             raise ValueError("bias must be None for a binary head: it adds its own learnable "
                              "bias (one number, not one per class)")
-        return super().fused_loss(embeddings, weight, local_labels, labels,
-                                  bias=self.score_bias(), process_group=process_group)
+        stats = batch_stats(embeddings, weight, local_labels, labels, target_cos=False,
+                            group=process_group)
+        spec = dataclasses.replace(self.logit_spec(stats), class_weights=class_weights)
+        return fused_cross_entropy(embeddings, weight, local_labels, spec,
+                                   bias=self.score_bias(), block_size=self.block_size,
+                                   matmul_dtype=self.matmul_dtype, process_group=process_group)
 
     def _unfused_cross_entropy(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         spec = self.logit_spec(None)

@@ -13,7 +13,10 @@ classes with a distributed logsumexp. The loss is the mean over the global batch
 
 Partial FC (``sample_rate < 1``, training mode only): each rank keeps every local class that is a
 label of the global batch and fills up to ``ceil(sample_rate * num_local)`` classes with negatives
-drawn uniformly without replacement (torch's global RNG); only those rows get a gradient.
+drawn uniformly without replacement (torch's global RNG); only those rows get a gradient. The
+binary heads (a sum over classes, ``weights_sampled_classes``) weight each drawn negative class by
+``pool / drawn`` (the inverse of its chance to be drawn), so the sampled loss is an unbiased
+estimate of the full one; the softmax heads keep Partial FC's plain sampled softmax.
 
 Gradient scale under DDP: each rank's embeddings receive the full gradient of the global mean loss
 for its rows; the trainer sums (not averages) the backbone gradients over ranks. Checkpoints hold
@@ -141,11 +144,12 @@ class ShardedClassifier(nn.Module):
         return self.process_group or dist.group.WORLD
 
     # ------------------------------------------------------------------ the loss
-    def _sample(self, local: Tensor) -> tuple[Tensor | None, Tensor]:
-        """Partial FC: (kept local rows or None for all, labels remapped to the kept rows)."""
+    def _sample(self, local: Tensor) -> tuple[Tensor | None, Tensor, Tensor | None]:
+        """Partial FC: (kept local rows or None for all, labels remapped to the kept rows, and
+        the kept classes' weights ``pool / drawn`` for the drawn ones, 1 for the positives)."""
         keep = min(self.num_local, math.ceil(self.sample_rate * self.num_local))
         if not self.training or keep >= self.num_local:
-            return None, local
+            return None, local, None
         owned = local >= 0
         positives = torch.unique(local[owned])
         score = torch.rand(self.num_local, device=local.device)
@@ -153,7 +157,11 @@ class ShardedClassifier(nn.Module):
         index = score.topk(max(keep, positives.numel())).indices.sort().values
         remap = torch.full((self.num_local,), -1, dtype=torch.long, device=local.device)
         remap[index] = torch.arange(index.numel(), device=local.device)
-        return index, torch.where(owned, remap[local.clamp(0, self.num_local - 1)], -1)
+        drawn = index.numel() - positives.numel()
+        weights = torch.ones(index.numel(), device=local.device)
+        if drawn > 0:  # each non-positive class is drawn with probability drawn / pool
+            weights[score[index] < 2.0] = (self.num_local - positives.numel()) / drawn
+        return index, torch.where(owned, remap[local.clamp(0, self.num_local - 1)], -1), weights
 
     def _gather_batch(self, local_embeddings: Tensor, labels: Tensor, group):
         sizes = [torch.zeros(1, dtype=torch.long) for _ in range(dist.get_world_size(group))]
@@ -181,7 +189,7 @@ class ShardedClassifier(nn.Module):
             head.advance_schedule()
         local = labels - self.class_start
         local = torch.where((local >= 0) & (local < self.num_local), local, -1)
-        index, local = self._sample(local)
+        index, local, class_weights = self._sample(local)
         weight, bias = head.weight, head.fused_bias()
         if index is not None:
             k = self.head_rows
@@ -189,7 +197,11 @@ class ShardedClassifier(nn.Module):
                 k, device=index.device)).flatten()
             weight = weight[rows]
             bias = None if bias is None else bias[index]
-        loss = head.fused_loss(embeddings, weight, local, labels, bias=bias, process_group=group)
+        extra_args = {}
+        if class_weights is not None and head.weights_sampled_classes:
+            extra_args["class_weights"] = class_weights  # the binary heads' unbiased sum
+        loss = head.fused_loss(embeddings, weight, local, labels, bias=bias, process_group=group,
+                               **extra_args)
         extra = head.extra_loss(local_embeddings, local_labels)
         if extra is None:
             return loss

@@ -7,7 +7,8 @@
     loss = loss_scale / B * sum_i [ pos_weight softplus(-z_iy)
                                     + neg_weight sum_{j != y_i} softplus(z_ij) ]
 
-(Wen et al., "SphereFace2", ICLR 2022; Zhou et al., "UniFace", ICCV 2023). No logsumexp ties the
+(Wen et al., "SphereFace2", ICLR 2022; Zhou et al., "UniFace", ICCV 2023); ``class_weights``
+(Partial FC) multiply each class's negative terms. No logsumexp ties the
 classes together, so the loss is a plain sum over the classes: each block of classes adds its
 terms, and with a process group (class shards) the partial sums are all-reduced once.
 
@@ -96,6 +97,8 @@ class _FusedBinary(torch.autograd.Function):
             b1 = min(b0 + block, w.shape[0])
             value, _ = _negatives(spec, _block_cos(um, w, inv_norm, b0, b1, cd), params, False)
             terms = softplus(value.mul_(spec.scale).add_(b))
+            if spec.class_weights is not None:
+                terms.mul_(spec.class_weights[b0:b1].to(cd))
             rows, cols = block_targets(local_labels, b0, b1)
             if rows.numel():
                 terms[rows, cols] = 0.0  # the target's own term is the positive one above
@@ -136,6 +139,8 @@ class _FusedBinary(torch.autograd.Function):
             b1 = min(b0 + block, w.shape[0])
             value, dvalue = _negatives(spec, _block_cos(um, w, inv_norm, b0, b1, cd), params, True)
             sig = torch.sigmoid(value.mul_(spec.scale).add_(b))
+            if spec.class_weights is not None:
+                sig.mul_(spec.class_weights[b0:b1].to(cd))
             rows, cols = block_targets(local_labels, b0, b1)
             if rows.numel():
                 sig[rows, cols] = 0.0
@@ -173,6 +178,9 @@ def fused_binary_loss(embeddings: Tensor, weight: Tensor, local_labels: Tensor, 
 
     Called by ``fused_cross_entropy``; ``local_labels`` index ``weight``'s rows or are -1.
     """
+    if spec.class_weights is not None and tuple(spec.class_weights.shape) != (weight.shape[0],):
+        raise ValueError(f"class_weights must have shape ({weight.shape[0]},), got "
+                         f"{tuple(spec.class_weights.shape)}")
     if bias is not None and bias.numel() != 1:
         raise ValueError(f"a binary loss takes one bias number, got shape {tuple(bias.shape)}")
     return _FusedBinary.apply(embeddings, weight, bias, local_labels.long(), spec, block,

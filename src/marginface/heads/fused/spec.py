@@ -74,6 +74,8 @@ class LogitSpec:
     the other classes and ``z_y = s t(cos_y) + b`` (``b`` the head's learnable bias, the loss's
     ``bias`` argument, one number), the loss of a sample is ``loss_scale * (pos_weight *
     softplus(-z_y) + neg_weight * sum_{j != y} softplus(z_j))``: separable over the classes.
+    ``class_weights`` (one per row of the loss's ``weight``, or None: all 1) multiply the negative
+    terms of each class: Partial FC's sampled negatives, reweighted to an unbiased sum.
     """
 
     kind: str
@@ -91,6 +93,7 @@ class LogitSpec:
     pos_weight: float = 1.0
     neg_weight: float = 1.0
     loss_scale: float = 1.0
+    class_weights: Tensor | None = None
 
     def target_terms(self, cos: Tensor, norm: Tensor,
                      rows: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -130,6 +133,9 @@ class LogitSpec:
         if self.binary and (self.kind != "margin" or self.sub_centers != 1):
             raise ValueError(f"binary losses need kind 'margin' and sub_centers=1, got "
                              f"{self.kind!r}, {self.sub_centers!r}")
+        if self.class_weights is not None and not self.binary:
+            raise ValueError("class_weights need a binary loss (the softmax normaliser is not a "
+                             "sum of per-class terms)")
         if self.negatives is not None and self.kind != "margin":
             raise ValueError(f"negatives need kind 'margin' (s * n(cos)), got {self.kind!r}")
 
