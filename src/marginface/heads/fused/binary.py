@@ -183,5 +183,8 @@ def fused_binary_loss(embeddings: Tensor, weight: Tensor, local_labels: Tensor, 
                          f"{tuple(spec.class_weights.shape)}")
     if bias is not None and bias.numel() != 1:
         raise ValueError(f"a binary loss takes one bias number, got shape {tuple(bias.shape)}")
+    if bias is not None and not bool(torch.isfinite(bias.detach()).all()):
+        raise ValueError(f"bias must be finite, got {float(bias.detach().reshape(()))} (a "
+                         f"diverged run: lower the learning rate or restore a checkpoint)")
     return _FusedBinary.apply(embeddings, weight, bias, local_labels.long(), spec, block,
                               matmul_dtype, process_group)
