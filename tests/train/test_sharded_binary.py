@@ -78,3 +78,20 @@ def test_class_weights_are_for_binary_losses_and_one_per_class():
     with pytest.raises(ValueError, match=r"class_weights must have shape \(12,\)"):
         fused_cross_entropy(x, w, y, LogitSpec("margin", scale=4.0, binary=True,
                                                class_weights=torch.ones(C - 1)))
+
+
+@pytest.mark.parametrize("sample_rate", [1.0, 0.5])
+def test_the_trainer_does_not_decay_the_binary_bias(sample_rate):
+    from marginface.train.classifier import LocalClassifier
+    from marginface.train.config import load_config
+    from marginface.train.optim import build_run_optimizers
+
+    config = load_config(None, ["train.max_steps=1", "head.name=uniface",
+                                "optimizer.weight_decay=0.01"])
+    head = UniFace(D, C)
+    classifier = LocalClassifier(head) if sample_rate == 1.0 else ShardedClassifier(
+        head, rank=0, world_size=1, sample_rate=sample_rate)
+    _, head_optimizer, _ = build_run_optimizers(config, torch.nn.Linear(3, D), classifier, 10)
+    groups = {id(p): g["weight_decay"] for g in head_optimizer.param_groups for p in g["params"]}
+    owner = classifier.head
+    assert groups == {id(owner.weight): 0.01, id(owner.bias): 0.0}

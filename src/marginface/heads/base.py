@@ -56,6 +56,7 @@ class Head(nn.Module):
     class_tensors: ClassVar[tuple[str, ...]] = ("weight",)
     needs_target_cos: ClassVar[bool] = False
     weights_sampled_classes: ClassVar[bool] = False
+    no_weight_decay: ClassVar[tuple[str, ...]] = ()  # parameters the trainer does not decay
     rows_per_class: int = 1  # K rows of each per-class tensor per class (Sub-center ArcFace)
 
     def __init__(

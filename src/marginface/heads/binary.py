@@ -49,6 +49,7 @@ class BinaryHead(MarginHead):
 
     bias_sign: float = 1.0
     weights_sampled_classes = True
+    no_weight_decay = ("bias",)
 
     def __init__(self, embedding_dim: int, num_classes: int, *, scale: float,
                  bias_init: float, m2: float = 0.0, m3: float = 0.0,
