@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from marginface.heads.fused import kernels
+from marginface.heads.fused.binary_blocks import block_grad, block_terms, entry_sigmoids
 from marginface.heads.fused.blocks import block_targets
 from marginface.heads.fused.gradient_cache import reusable_gradient
 from marginface.heads.fused.spec import EPS, LogitSpec
@@ -34,24 +35,9 @@ from marginface.heads.fused.spec import EPS, LogitSpec
 __all__ = ["fused_binary_loss", "softplus"]
 
 
-def _block_cos(um: Tensor, weight: Tensor, inv_norm: Tensor, b0: int, b1: int,
-               cd: torch.dtype) -> Tensor:
-    """(batch, n) cosines of the block [b0, b1), products in ``um``'s dtype, clamped to [-1, 1]."""
-    wb = weight[b0:b1].to(um.dtype)
-    return torch.mm(um, wb.t()).to(cd).mul_(inv_norm[b0:b1]).clamp_(-1.0, 1.0)
-
-
 def softplus(z: Tensor) -> Tensor:
     """``log(1 + exp(z))`` exactly, in one pass (``F.softplus`` turns linear above 20: 2e-9 off)."""
     return torch.logaddexp(z, z.new_zeros(()))
-
-
-def _negatives(spec: LogitSpec, cos: Tensor, params: tuple[Tensor, ...],
-               grad: bool) -> tuple[Tensor, Tensor | None]:
-    if spec.negatives is None:
-        return cos, None
-    value, dvalue = spec.negatives.fn(cos, *params)
-    return value, (dvalue if grad else None)
 
 
 class _FusedBinary(torch.autograd.Function):
@@ -78,6 +64,15 @@ class _FusedBinary(torch.autograd.Function):
         return cd, mmd, x, w, b, norm, unit, inv_norm, params
 
     @staticmethod
+    def _block_args(spec, b, cd, device):
+        """The negatives function, the class weights and (scale, bias) as 0-dim tensors."""
+        fn = None if spec.negatives is None else spec.negatives.fn
+        weights = None if spec.class_weights is None else spec.class_weights.to(cd)
+        consts = (torch.tensor(spec.scale, dtype=cd, device=device),
+                  torch.tensor(b, dtype=cd, device=device))
+        return fn, weights, consts
+
+    @staticmethod
     def _targets(spec, unit, w, inv_norm, norm, local_labels, b):
         owned = (local_labels >= 0).nonzero().squeeze(1)
         cls = local_labels[owned]
@@ -92,13 +87,16 @@ class _FusedBinary(torch.autograd.Function):
         owned, z_y, _, _ = _FusedBinary._targets(spec, unit, w, inv_norm, norm, local_labels, b)
         total = spec.pos_weight * softplus(-z_y).sum()
         um = unit.to(mmd)
+        fn, weights, consts = _FusedBinary._block_args(spec, b, cd, x.device)
         neg = torch.zeros((), dtype=cd, device=x.device)
-        for b0 in range(0, w.shape[0], block):
-            b1 = min(b0 + block, w.shape[0])
-            value, _ = _negatives(spec, _block_cos(um, w, inv_norm, b0, b1, cd), params, False)
-            terms = softplus(value.mul_(spec.scale).add_(b))
-            if spec.class_weights is not None:
-                terms.mul_(spec.class_weights[b0:b1].to(cd))
+        num, batch = w.shape[0], x.shape[0]
+        prod = torch.empty(batch * block, dtype=mmd, device=x.device)
+        work = torch.empty(batch * block, dtype=cd, device=x.device)
+        for b0 in range(0, num, block):
+            b1 = min(b0 + block, num)
+            r = torch.mm(um, w[b0:b1].to(mmd).t(), out=prod[: batch * (b1 - b0)].view(batch, -1))
+            terms = block_terms(work[: batch * (b1 - b0)].view(batch, -1), r, inv_norm[b0:b1],
+                                None if weights is None else weights[b0:b1], *consts, fn, params)
             rows, cols = block_targets(local_labels, b0, b1)
             if rows.numel():
                 terms[rows, cols] = 0.0  # the target's own term is the positive one above
@@ -134,28 +132,31 @@ class _FusedBinary(torch.autograd.Function):
         gm_dtype = cd if mmd == torch.float16 else mmd  # no float16 range for exact gradients
         um, ug = unit.to(mmd), unit.to(gm_dtype)
         grad_unit = torch.zeros_like(unit)
-        coef, block = g * spec.neg_weight, ctx.block
-        for b0 in range(0, w.shape[0], block):
-            b1 = min(b0 + block, w.shape[0])
-            value, dvalue = _negatives(spec, _block_cos(um, w, inv_norm, b0, b1, cd), params, True)
-            sig = torch.sigmoid(value.mul_(spec.scale).add_(b))
-            if spec.class_weights is not None:
-                sig.mul_(spec.class_weights[b0:b1].to(cd))
+        block, num, batch = ctx.block, w.shape[0], x.shape[0]
+        fn, weights, (scale, bias_t) = _FusedBinary._block_args(spec, b, cd, x.device)
+        coef = torch.tensor(g * spec.neg_weight, dtype=cd, device=x.device)
+        prod = torch.empty(batch * block, dtype=mmd, device=x.device)
+        work = torch.empty(batch * block, dtype=gm_dtype, device=x.device)
+        for b0 in range(0, num, block):
+            b1 = min(b0 + block, num)
+            n = b1 - b0
+            wb, col = w[b0:b1], inv_norm[b0:b1]
+            wts = None if weights is None else weights[b0:b1]
+            r = torch.mm(um, wb.to(mmd).t(), out=prod[: batch * n].view(batch, n))
+            # gq = dL/d<unit, w_j> of every entry as a negative, sig = sum of w_j sigmoid(z_ij)
+            gq = work[: batch * n].view(batch, n)
+            sig = block_grad(gq, r, col, wts, scale, bias_t, coef, fn, params)
             rows, cols = block_targets(local_labels, b0, b1)
-            if rows.numel():
-                sig[rows, cols] = 0.0
-            grad_b = grad_b + coef * sig.sum()
-            gc = sig.mul_(coef * spec.scale)  # dL/dcos of the negatives
-            if dvalue is not None:
-                gc.mul_(dvalue)
-            if rows.numel():
-                gc[rows, cols] = tgt_grad[rows]
-            gc.mul_(inv_norm[b0:b1])  # dL/d<unit, w_j> = dL/dcos / |w_j|
-            gq = gc.to(gm_dtype)
-            wb = w[b0:b1]
+            if rows.numel():  # the target entries: their own gradient, no negative term
+                entry = entry_sigmoids(
+                    r[rows, cols], col[cols], None if wts is None else wts[cols], scale,
+                    bias_t, fn, tuple(p[rows, 0] for p in params))
+                sig = sig - entry.sum()
+                gq[rows, cols] = (tgt_grad[rows] * col[cols]).to(gq.dtype)
+            grad_b = grad_b + coef * sig
             grad_unit.add_(torch.mm(gq, wb.to(gm_dtype)).to(cd))
             gw_raw = torch.mm(gq.t(), ug).to(cd)
-            kernels.finish_weight_grad(gw_raw, wb, inv_norm[b0:b1], grad_w[b0:b1])
+            kernels.finish_weight_grad(gw_raw, wb, col, grad_w[b0:b1])
         # through unit = x / |x|, plus the radial term of a norm-dependent target
         radial = (grad_unit * unit).sum(1, keepdim=True)
         grad_x = (grad_unit - unit * radial) / norm.clamp_min(EPS).unsqueeze(1)
