@@ -95,3 +95,18 @@ def test_the_trainer_does_not_decay_the_binary_bias(sample_rate):
     groups = {id(p): g["weight_decay"] for g in head_optimizer.param_groups for p in g["params"]}
     owner = classifier.head
     assert groups == {id(owner.weight): 0.01, id(owner.bias): 0.0}
+
+
+def test_optimizer_state_gathers_class_rows_only_never_the_replicated_bias(monkeypatch):
+    # one class on this rank: the bias's momentum (1,) has as many rows as the weight's
+    clf = ShardedClassifier(UniFace(D, 2), rank=1, world_size=2)
+    assert clf.num_local == 1
+    optimizer = torch.optim.SGD(clf.parameters(), lr=0.1, momentum=0.9)
+    clf.head.loss(torch.randn(3, D), torch.tensor([0, 0, 0])).backward()
+    optimizer.step()
+    gathered = []
+    monkeypatch.setattr(clf, "gather_rows", lambda t: gathered.append(t.shape) or t.clone())
+    state = clf.full_optimizer_state(optimizer)
+    assert gathered == [torch.Size([1, D])]
+    bias_key = [p is clf.head.bias for p in optimizer.param_groups[0]["params"]].index(True)
+    assert state["state"][bias_key]["momentum_buffer"].shape == (1,)

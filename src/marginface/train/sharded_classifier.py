@@ -261,9 +261,10 @@ class ShardedClassifier(nn.Module):
     def full_optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         """The optimizer's state dict with every per-row tensor gathered whole (a collective)."""
         state = copy.copy(optimizer.state_dict())
+        row_keys, local_rows = self._row_keys(optimizer), self.num_local * self.head_rows
         state["state"] = {
             key: {name: (self.gather_rows(value).cpu()
-                         if self._is_rows(value, self.num_local * self.head_rows)
+                         if key in row_keys and self._is_rows(value, local_rows)
                          else value) for name, value in entry.items()}
             for key, entry in state["state"].items()
         }
@@ -273,14 +274,23 @@ class ShardedClassifier(nn.Module):
                                   state: dict[str, Any]) -> None:
         """Load a whole optimizer state (``full_optimizer_state``), keeping this rank's rows."""
         rows = self._rows()
+        row_keys = self._row_keys(optimizer)
         local = copy.copy(state)
         local["state"] = {
             key: {name: (value[rows].clone()
-                         if self._is_rows(value, self.num_classes * self.head_rows)
+                         if key in row_keys
+                         and self._is_rows(value, self.num_classes * self.head_rows)
                          else value) for name, value in entry.items()}
             for key, entry in state["state"].items()
         }
         optimizer.load_state_dict(local)
+
+    def _row_keys(self, optimizer: torch.optim.Optimizer) -> set[int]:
+        """The optimizer-state keys of the per-class tensors (not of replicated parameters such as
+        the binary heads' bias, whose state stays whole whatever its shape)."""
+        sharded = {id(getattr(self.head, n)) for n in self.head.class_tensors}
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        return {i for i, p in enumerate(params) if id(p) in sharded}
 
     @staticmethod
     def _is_rows(value: Any, rows: int) -> bool:
