@@ -14,7 +14,8 @@ Writes benchmarks/results/head.json and the "Large-class loss" section of docs/p
 The modern heads (``--heads``): a fused fp32 and bf16 row per head next to ArcFace's, each in
 its own process, with the issue's targets (at most 1.2x ArcFace's time in the same run;
 Sub-center ArcFace, K = 3, at most 3.3x; it needs ~15 GB per million classes, and runs with
-ArcFace at C = 300k when that is not free). Writes benchmarks/results/head_modern.json:
+ArcFace at C = 300k when that is not free; the binary heads SphereFace2 and UniFace at their paper
+defaults). Writes benchmarks/results/head_modern.json:
 
     python benchmarks/bench_head.py --heads all --classes 1000000
     python benchmarks/bench_head.py --heads all --classes 2000 --no-doc   # smoke
@@ -178,7 +179,7 @@ def run(classes_list: list[int], batch: int, dim: int, warmup: int, steps: int,
 
 
 MODERN_HEADS = ("curricularface", "adaface", "magface", "elasticface_arc", "elasticface_cos",
-                "subcenter_arcface")
+                "subcenter_arcface", "sphereface2", "uniface")
 FUSED = ("fused_fp32", "fused_bf16")
 SUBCENTER_FALLBACK = 300_000
 

@@ -17,7 +17,8 @@ TEST_OPTIONS = {"normface": _SMALL_SCALE, "cosface": {**_SMALL_SCALE, "margin": 
                 "curricularface": {**_SMALL_SCALE, "t": 0.2}, "adaface": _SMALL_SCALE,
                 "magface": {**_SMALL_SCALE, "l_a": 1.0, "u_a": 6.0, "lambda_g": 2.0},
                 "elasticface_arc": _SMALL_SCALE, "elasticface_cos": _SMALL_SCALE,
-                "subcenter_arcface": {**_SMALL_SCALE, "margin": 0.5}}
+                "subcenter_arcface": {**_SMALL_SCALE, "margin": 0.5},
+                "sphereface2": _SMALL_SCALE, "uniface": _SMALL_SCALE}
 
 
 def _registered_once() -> list[str]:
@@ -49,8 +50,11 @@ HEAD_FACTORIES.update({
 # or a draw), without ``detach_margin``/``target_logit``; tests/heads/test_modern_heads.py
 # restates each of them.
 ADAPTIVE_KINDS = ["curricularface", "adaface", "magface", "elasticface_arc", "elasticface_cos"]
+# One-vs-all heads: scores with a learnable bias and a binary loss, not the softmax CE of their
+# logits (tests/heads/test_binary_heads.py restates them).
+BINARY_KINDS = ["sphereface2", "uniface"]
 MARGIN_KINDS = [k for k in HEAD_FACTORIES
-                if k not in ("softmax", "sphereface", *ADAPTIVE_KINDS)]
+                if k not in ("softmax", "sphereface", *ADAPTIVE_KINDS, *BINARY_KINDS)]
 
 
 def make_head(name: str, d: int = 6, c: int = 5, dtype=torch.float64, **kw) -> nn.Module:

@@ -3,8 +3,6 @@ an extra loss; the fused loss equals plain-torch restatements in value and gradi
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from heads_cases import single_thread  # noqa: F401  (autouse fixture)
@@ -147,12 +145,12 @@ def test_negatives_in_low_precision_are_close_to_float32():
     torch.testing.assert_close(head.loss(x.float(), y), full, rtol=2e-2, atol=2e-2)
 
 
-@pytest.mark.parametrize("field,value", [("binary", True)])
-def test_declared_but_not_computed_features_raise(field, value):
+@pytest.mark.parametrize("kind,sub_centers", [("sphereface", 1), ("softmax", 1), ("margin", 2)])
+def test_binary_needs_the_margin_kind_and_one_row_per_class(kind, sub_centers):
     x, w, y = _data(0)
-    spec = dataclasses.replace(LogitSpec("margin", scale=4.0), **{field: value})
-    with pytest.raises(NotImplementedError, match="modern-heads"):
-        fused_cross_entropy(x, w, y, spec)
+    spec = LogitSpec(kind, scale=4.0, binary=True, sub_centers=sub_centers)
+    with pytest.raises(ValueError, match="binary losses need kind 'margin' and sub_centers=1"):
+        fused_cross_entropy(x, w.repeat_interleave(sub_centers, 0), y, spec)
     with pytest.raises(ValueError, match="kind must be"):
         fused_cross_entropy(x, w, y, LogitSpec("arcface"))
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from heads_cases import (
     ADAPTIVE_KINDS,
+    BINARY_KINDS,
     HEAD_FACTORIES,
     make_head,
     single_thread,  # noqa: F401  (autouse fixture)
@@ -140,7 +141,7 @@ def test_loss_needs_labels_and_a_non_empty_batch(name):
 
 
 @pytest.mark.parametrize("name", [n for n in HEAD_FACTORIES
-                                  if n not in ("softmax", *ADAPTIVE_KINDS)])
+                                  if n not in ("softmax", *ADAPTIVE_KINDS, *BINARY_KINDS)])
 def test_train_mode_applies_margin_only_with_labels_eval_never(name):
     head = make_head(name)
     emb = torch.randn(8, 6, dtype=torch.float64)
@@ -255,7 +256,7 @@ def test_low_precision_matmul_is_close_to_float32(name, matmul_dtype):
 
 
 @pytest.mark.parametrize("name", [n for n in HEAD_FACTORIES
-                                  if n not in ("softmax", *ADAPTIVE_KINDS)])
+                                  if n not in ("softmax", *ADAPTIVE_KINDS, *BINARY_KINDS)])
 def test_target_logit_method_matches_the_training_forward(name):
     from heads_cases import basis_weight, rotation_embeddings
 

@@ -20,7 +20,9 @@ from marginface.heads import (
     NormFace,
     Softmax,
     SphereFace,
+    SphereFace2,
     SubCenterArcFace,
+    UniFace,
     create_head,
     get_head_class,
     head_options,
@@ -35,7 +37,7 @@ BUILTIN = {"softmax": Softmax, "normface": NormFace, "cosface": CosFace, "amsoft
            "arcface": ArcFace, "combined": CombinedMargin, "sphereface": SphereFace,
            "curricularface": CurricularFace, "adaface": AdaFace, "magface": MagFace,
            "elasticface_arc": ElasticArcFace, "elasticface_cos": ElasticCosFace,
-           "subcenter_arcface": SubCenterArcFace}
+           "subcenter_arcface": SubCenterArcFace, "sphereface2": SphereFace2, "uniface": UniFace}
 
 
 @pytest.fixture
@@ -65,7 +67,7 @@ def test_builtin_names_and_classes():
 
 def test_unknown_name_and_option_are_value_errors():
     with pytest.raises(ValueError, match=r"name must be one of \['softmax', "
-                                         r".*'subcenter_arcface'\], got 'cosine'"):
+                                         r".*'uniface'\], got 'cosine'"):
         get_head_class("cosine")
     with pytest.raises(ValueError, match=r"unknown argument\(s\) for head 'arcface': \['m'\]"):
         create_head("arcface", 4, 3, m=4)

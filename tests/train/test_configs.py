@@ -38,3 +38,15 @@ def test_head_option_errors_name_the_key():
         load_config(None, ["train.max_steps=1", "head.name=arcface", "head.options={m3: 0.1}"])
     with pytest.raises(ValueError, match="head.scale: softmax does not take 'scale'"):
         load_config(None, ["train.max_steps=1", "head.name=softmax", "head.scale=3.0"])
+
+
+@pytest.mark.parametrize("name,option,value", [
+    ("sphereface2", "lambda_", 1.5), ("sphereface2", "t", 0.5),
+    ("sphereface2", "margin_type", "B"), ("uniface", "lambda_", -1.0),
+    ("uniface", "margin_type", "sphere"), ("uniface", "r", 0.0)])
+def test_binary_head_option_values_are_checked_and_named(name, option, value):
+    # refused when the config is loaded (the head checks its own options), naming the option
+    with pytest.raises(ValueError, match=option):
+        load_config(None, ["train.max_steps=1", f"head.name={name}",
+                           f"head.options={{{option}: {value}}}"])
+

@@ -2,8 +2,9 @@
 
 Cases: every registered head, a user's subclass of ArcFace, and the two interface test heads
 (per-sample margin with the radial term and an extra loss; changed negatives with moving state
-from the global batch). Loss, embedding gradients, the gathered class-row gradients and the head
-state after the step all match the single process on the same global batch.
+from the global batch). Loss, embedding gradients, the gathered class-row gradients, the
+gradients of replicated parameters (the binary heads' bias) and the head state after the step all
+match the single process on the same global batch.
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ def _check_head(rank: int, make, seed: int) -> None:
         _close(xl.grad, xs.grad[rows])
         for name in single.class_tensors:
             _close(clf.gather_rows(getattr(clf.head, name).grad), getattr(single, name).grad)
+        replicated = dict(clf.head.named_parameters())  # the binary heads' bias: whole per rank
+        for name, param in single.named_parameters():
+            if name not in single.class_tensors:
+                _close(replicated[name].grad, param.grad)
+        # the global gradient norm counts each class row once and each replicated value once
+        norm = torch.stack([p.grad.pow(2).sum() for p in single.parameters()]).sum().sqrt()
+        assert clf.clip_grad_norm([], float("inf")) == pytest.approx(float(norm), rel=1e-5)
         full = clf.full_state_dict()
         assert full.keys() == single.state_dict().keys()
         for key, value in single.state_dict().items():

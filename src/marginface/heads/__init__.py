@@ -2,12 +2,14 @@
 
 Every head owns ``weight`` (num_classes, embedding_dim), returns logits from
 ``forward(embeddings, labels=None)`` (margin only in training mode with labels) and gives the mean
-cross-entropy from ``loss(embeddings, labels)``. Heads are registered by name
+cross-entropy from ``loss(embeddings, labels)`` (the binary heads, SphereFace2 and UniFace: their
+one-vs-all loss). Heads are registered by name
 (``create_head``, ``list_heads``). See docs/heads.md.
 """
 
 from marginface.heads.adaface import AdaFace
 from marginface.heads.base import MATMUL_DTYPES, Head
+from marginface.heads.binary import BinaryHead
 from marginface.heads.curricular import CurricularFace
 from marginface.heads.elastic import ElasticArcFace, ElasticCosFace
 from marginface.heads.fused import (
@@ -39,7 +41,9 @@ from marginface.heads.registry import (
 )
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace
+from marginface.heads.sphereface2 import SphereFace2
 from marginface.heads.subcenter import SubCenterArcFace, SubCenterCleaning, subcenter_cleaning
+from marginface.heads.uniface import UniFace
 
 __all__ = [
     "Head",
@@ -58,6 +62,9 @@ __all__ = [
     "ElasticArcFace",
     "ElasticCosFace",
     "SubCenterArcFace",
+    "BinaryHead",
+    "SphereFace2",
+    "UniFace",
     "SubCenterCleaning",
     "subcenter_cleaning",
     "LogitSpec",

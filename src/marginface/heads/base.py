@@ -47,12 +47,16 @@ class Head(nn.Module):
     - ``needs_target_cos``: ask for the target cosines in ``BatchStats``;
     - ``update_state(stats)``: once per training-mode loss, moving state from the global batch;
     - ``logit_spec(stats)``: the ``LogitSpec`` of this batch (per-sample parameters, negatives);
-    - ``extra_loss(embeddings, labels)``: an optional per-sample term added to the loss (mean).
+    - ``extra_loss(embeddings, labels)``: an optional per-sample term added to the loss (mean);
+    - ``weights_sampled_classes``: the loss is a sum over classes (the binary heads), so under
+      Partial FC sampling ``fused_loss`` takes ``class_weights`` that make the sum unbiased.
     """
 
     weight: Tensor
     class_tensors: ClassVar[tuple[str, ...]] = ("weight",)
     needs_target_cos: ClassVar[bool] = False
+    weights_sampled_classes: ClassVar[bool] = False
+    no_weight_decay: ClassVar[tuple[str, ...]] = ()  # parameters the trainer does not decay
     rows_per_class: int = 1  # K rows of each per-class tensor per class (Sub-center ArcFace)
 
     def __init__(

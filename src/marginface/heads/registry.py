@@ -19,7 +19,9 @@ from marginface.heads.magface import MagFace
 from marginface.heads.margin import AMSoftmax, ArcFace, CombinedMargin, CosFace, NormFace
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace
+from marginface.heads.sphereface2 import SphereFace2
 from marginface.heads.subcenter import SubCenterArcFace
+from marginface.heads.uniface import UniFace
 
 __all__ = ["register_head", "get_head_class", "create_head", "list_heads", "head_options"]
 
@@ -37,6 +39,8 @@ _BUILTIN: dict[str, type[Head]] = {
     "elasticface_arc": ElasticArcFace,
     "elasticface_cos": ElasticCosFace,
     "subcenter_arcface": SubCenterArcFace,
+    "sphereface2": SphereFace2,
+    "uniface": UniFace,
 }
 _registry: dict[str, type[Head]] = dict(_BUILTIN)
 

@@ -65,7 +65,8 @@ def build_run_optimizers(config: Config, model: nn.Module, classifier: nn.Module
     """The backbone's and the classifier's optimizers and their shared per-step LR schedule.
 
     The classifier has its own optimizer so that a sharded classifier's state stays on its rank;
-    ``optimizer.head_weight_decay`` (default: ``weight_decay``) applies to all of its rows.
+    ``optimizer.head_weight_decay`` (default: ``weight_decay``) applies to all of its rows; a
+    head's ``no_weight_decay`` parameters (the binary heads' bias) get none.
     """
     o, s = config.optimizer, config.schedule
     kwargs = dict(name=o.name, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
@@ -74,8 +75,14 @@ def build_run_optimizers(config: Config, model: nn.Module, classifier: nn.Module
         split_decay_groups(model, o.weight_decay, decay_norm_and_bias=o.decay_norm_and_bias),
         **kwargs)
     head_wd = o.weight_decay if o.head_weight_decay is None else o.head_weight_decay
-    head_optimizer = build_optimizer(
-        [{"params": list(classifier.parameters()), "weight_decay": head_wd}], **kwargs)
+    head = getattr(classifier, "head", None)
+    exempt = {id(getattr(head, name)) for name in getattr(head, "no_weight_decay", ())}
+    head_groups = [{"params": [p for p in classifier.parameters() if id(p) not in exempt],
+                    "weight_decay": head_wd}]
+    if exempt:  # the binary heads' threshold: no decay towards 0 (like the backbone's biases)
+        head_groups.append({"params": [p for p in classifier.parameters() if id(p) in exempt],
+                            "weight_decay": 0.0})
+    head_optimizer = build_optimizer(head_groups, **kwargs)
     scheduler = StepScheduler(
         [optimizer, head_optimizer], name=s.name, total_steps=total_steps,
         warmup_steps=s.warmup_steps, warmup_start_factor=s.warmup_start_factor,

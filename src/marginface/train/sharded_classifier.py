@@ -2,7 +2,8 @@
 
 An et al., "Partial FC", ICCV 2021; docs/large-class.md. The classifier takes a head (any
 ``marginface.heads.Head``, a user's subclass included) and keeps this rank's contiguous block of
-its per-class rows (``head.class_tensors``: the weight, Softmax's bias):
+its per-class rows (``head.class_tensors``: the weight, Softmax's bias; the binary heads' one
+bias number is replicated, and its gradient is summed over the ranks by the fused loss):
 ``num_local = C // W + (rank < C % W)`` rows starting at ``class_start``. Everything else of the
 head (SphereFace's ``iteration``, moving state) stays whole on every rank, and every step asks
 the head for its ``LogitSpec`` exactly as ``head.loss`` does: embeddings and labels are
@@ -12,7 +13,10 @@ classes with a distributed logsumexp. The loss is the mean over the global batch
 
 Partial FC (``sample_rate < 1``, training mode only): each rank keeps every local class that is a
 label of the global batch and fills up to ``ceil(sample_rate * num_local)`` classes with negatives
-drawn uniformly without replacement (torch's global RNG); only those rows get a gradient.
+drawn uniformly without replacement (torch's global RNG); only those rows get a gradient. The
+binary heads (a sum over classes, ``weights_sampled_classes``) weight each drawn negative class by
+``pool / drawn`` (the inverse of its chance to be drawn), so the sampled loss is an unbiased
+estimate of the full one; the softmax heads keep Partial FC's plain sampled softmax.
 
 Gradient scale under DDP: each rank's embeddings receive the full gradient of the global mean loss
 for its rows; the trainer sums (not averages) the backbone gradients over ranks. Checkpoints hold
@@ -140,11 +144,12 @@ class ShardedClassifier(nn.Module):
         return self.process_group or dist.group.WORLD
 
     # ------------------------------------------------------------------ the loss
-    def _sample(self, local: Tensor) -> tuple[Tensor | None, Tensor]:
-        """Partial FC: (kept local rows or None for all, labels remapped to the kept rows)."""
+    def _sample(self, local: Tensor) -> tuple[Tensor | None, Tensor, Tensor | None]:
+        """Partial FC: (kept local rows or None for all, labels remapped to the kept rows, and
+        the kept classes' weights ``pool / drawn`` for the drawn ones, 1 for the positives)."""
         keep = min(self.num_local, math.ceil(self.sample_rate * self.num_local))
         if not self.training or keep >= self.num_local:
-            return None, local
+            return None, local, None
         owned = local >= 0
         positives = torch.unique(local[owned])
         score = torch.rand(self.num_local, device=local.device)
@@ -152,7 +157,11 @@ class ShardedClassifier(nn.Module):
         index = score.topk(max(keep, positives.numel())).indices.sort().values
         remap = torch.full((self.num_local,), -1, dtype=torch.long, device=local.device)
         remap[index] = torch.arange(index.numel(), device=local.device)
-        return index, torch.where(owned, remap[local.clamp(0, self.num_local - 1)], -1)
+        drawn = index.numel() - positives.numel()
+        weights = torch.ones(index.numel(), device=local.device)
+        if drawn > 0:  # each non-positive class is drawn with probability drawn / pool
+            weights[score[index] < 2.0] = (self.num_local - positives.numel()) / drawn
+        return index, torch.where(owned, remap[local.clamp(0, self.num_local - 1)], -1), weights
 
     def _gather_batch(self, local_embeddings: Tensor, labels: Tensor, group):
         sizes = [torch.zeros(1, dtype=torch.long) for _ in range(dist.get_world_size(group))]
@@ -180,7 +189,7 @@ class ShardedClassifier(nn.Module):
             head.advance_schedule()
         local = labels - self.class_start
         local = torch.where((local >= 0) & (local < self.num_local), local, -1)
-        index, local = self._sample(local)
+        index, local, class_weights = self._sample(local)
         weight, bias = head.weight, head.fused_bias()
         if index is not None:
             k = self.head_rows
@@ -188,7 +197,11 @@ class ShardedClassifier(nn.Module):
                 k, device=index.device)).flatten()
             weight = weight[rows]
             bias = None if bias is None else bias[index]
-        loss = head.fused_loss(embeddings, weight, local, labels, bias=bias, process_group=group)
+        extra_args = {}
+        if class_weights is not None and head.weights_sampled_classes:
+            extra_args["class_weights"] = class_weights  # the binary heads' unbiased sum
+        loss = head.fused_loss(embeddings, weight, local, labels, bias=bias, process_group=group,
+                               **extra_args)
         extra = head.extra_loss(local_embeddings, local_labels)
         if extra is None:
             return loss
@@ -248,9 +261,10 @@ class ShardedClassifier(nn.Module):
     def full_optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         """The optimizer's state dict with every per-row tensor gathered whole (a collective)."""
         state = copy.copy(optimizer.state_dict())
+        row_keys, local_rows = self._row_keys(optimizer), self.num_local * self.head_rows
         state["state"] = {
             key: {name: (self.gather_rows(value).cpu()
-                         if self._is_rows(value, self.num_local * self.head_rows)
+                         if key in row_keys and self._is_rows(value, local_rows)
                          else value) for name, value in entry.items()}
             for key, entry in state["state"].items()
         }
@@ -260,14 +274,23 @@ class ShardedClassifier(nn.Module):
                                   state: dict[str, Any]) -> None:
         """Load a whole optimizer state (``full_optimizer_state``), keeping this rank's rows."""
         rows = self._rows()
+        row_keys = self._row_keys(optimizer)
         local = copy.copy(state)
         local["state"] = {
             key: {name: (value[rows].clone()
-                         if self._is_rows(value, self.num_classes * self.head_rows)
+                         if key in row_keys
+                         and self._is_rows(value, self.num_classes * self.head_rows)
                          else value) for name, value in entry.items()}
             for key, entry in state["state"].items()
         }
         optimizer.load_state_dict(local)
+
+    def _row_keys(self, optimizer: torch.optim.Optimizer) -> set[int]:
+        """The optimizer-state keys of the per-class tensors (not of replicated parameters such as
+        the binary heads' bias, whose state stays whole whatever its shape)."""
+        sharded = {id(getattr(self.head, n)) for n in self.head.class_tensors}
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        return {i for i, p in enumerate(params) if id(p) in sharded}
 
     @staticmethod
     def _is_rows(value: Any, rows: int) -> bool:
@@ -276,19 +299,24 @@ class ShardedClassifier(nn.Module):
     def clip_grad_norm(self, backbone_params: list[nn.Parameter], max_norm: float) -> float:
         """Clip by the global norm: backbone (replicated) plus all ranks' shards; returns it."""
         grads_b = [p.grad for p in backbone_params if p.grad is not None]
-        grads_h = [p.grad for p in self.parameters() if p.grad is not None]
+        sharded = {id(getattr(self.head, n)) for n in self.head.class_tensors}
+        grads_h = [p.grad for p in self.parameters() if p.grad is not None and id(p) in sharded]
+        # replicated head parameters (the binary heads' bias) hold the whole gradient on every
+        # rank: counted once, like the backbone
+        grads_r = [p.grad for p in self.parameters()
+                   if p.grad is not None and id(p) not in sharded]
         square = torch.zeros((), device=self.weight.device)
         for g in grads_h:
             square = square + g.detach().float().pow(2).sum()
         group = self._group()
         if group is not None:
             dist.all_reduce(square, group=group)
-        for g in grads_b:  # identical on every rank after DDP's all-reduce
+        for g in grads_b + grads_r:  # identical on every rank
             square = square + g.detach().float().pow(2).sum()
         total = float(square.sqrt())
         coef = max_norm / (total + 1e-6)
         if coef < 1.0:
-            for g in grads_b + grads_h:
+            for g in grads_b + grads_h + grads_r:
                 g.mul_(coef)
         return total
 

@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from marginface.heads.fused.binary import fused_binary_loss
 from marginface.heads.fused.blocks import backward_blocks, choose_block_size, forward_lse
 from marginface.heads.fused.gradient_cache import reusable_gradient
 from marginface.heads.fused.negatives import NegativeBlocks
@@ -233,8 +234,16 @@ def fused_cross_entropy(embeddings: Tensor, weight: Tensor, labels: Tensor, spec
     both call it. With ``process_group`` the loss is distributed over the ranks of the group:
     ``weight`` (and ``bias``) are this rank's classes, ``labels`` index them or are -1 where
     another rank holds the class, and the result is the mean over the whole batch on every rank.
+
+    ``spec.binary``: the one-vs-all loss of ``marginface.heads.fused.binary`` instead of the
+    cross-entropy (``bias`` is then the head's one learnable number, replicated on every rank).
     """
     spec.check_supported()
+    if spec.binary:
+        block = choose_block_size(embeddings.shape[0], weight.shape[0], weight.shape[1],
+                                  block_size)
+        return fused_binary_loss(embeddings, weight, labels, spec, bias, block, matmul_dtype,
+                                 process_group)
     k = spec.sub_centers
     if k > 1:
         if weight.shape[0] % k or bias is not None:

@@ -67,8 +67,15 @@ class LogitSpec:
 
     ``sub_centers = K > 1`` ("margin" kind): the weight holds K rows per class (class-major,
     row ``j K + k``) and ``cos_ij`` is the maximum over them (Sub-center ArcFace;
-    ``marginface.heads.fused.subcenters``). Declared, not computed yet (``NotImplementedError``):
-    ``binary`` (one-vs-all sigmoid losses instead of the softmax; SphereFace2, UniFace).
+    ``marginface.heads.fused.subcenters``).
+
+    ``binary=True`` ("margin" kind, K = 1): one-vs-all sigmoid losses instead of the softmax
+    (SphereFace2, UniFace; ``marginface.heads.fused.binary``). With ``z = s n(cos) + b`` for
+    the other classes and ``z_y = s t(cos_y) + b`` (``b`` the head's learnable bias, the loss's
+    ``bias`` argument, one number), the loss of a sample is ``loss_scale * (pos_weight *
+    softplus(-z_y) + neg_weight * sum_{j != y} softplus(z_j))``: separable over the classes.
+    ``class_weights`` (one per row of the loss's ``weight``, or None: all 1) multiply the negative
+    terms of each class: Partial FC's sampled negatives, reweighted to an unbiased sum.
     """
 
     kind: str
@@ -83,6 +90,10 @@ class LogitSpec:
     negatives: RowFunction | None = None
     sub_centers: int = 1
     binary: bool = False
+    pos_weight: float = 1.0
+    neg_weight: float = 1.0
+    loss_scale: float = 1.0
+    class_weights: Tensor | None = None
 
     def target_terms(self, cos: Tensor, norm: Tensor,
                      rows: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -111,7 +122,7 @@ class LogitSpec:
         return value, grad
 
     def check_supported(self) -> None:
-        """NotImplementedError for what the interface declares but the losses do not compute."""
+        """ValueError for combinations the losses do not compute."""
         if self.kind not in ("margin", "sphereface", "softmax"):
             raise ValueError(f"kind must be 'margin', 'sphereface' or 'softmax', got {self.kind!r}")
         if isinstance(self.sub_centers, bool) or not isinstance(self.sub_centers, int) or (
@@ -119,10 +130,12 @@ class LogitSpec:
             raise ValueError(f"sub_centers must be an integer >= 1, got {self.sub_centers!r}")
         if self.sub_centers > 1 and self.kind != "margin":
             raise ValueError(f"sub_centers need kind 'margin', got {self.kind!r}")
-        if self.binary:
-            raise NotImplementedError(
-                "binary (one-vs-all) losses come with the modern-heads work; the fused and "
-                "sharded losses compute the softmax cross-entropy")
+        if self.binary and (self.kind != "margin" or self.sub_centers != 1):
+            raise ValueError(f"binary losses need kind 'margin' and sub_centers=1, got "
+                             f"{self.kind!r}, {self.sub_centers!r}")
+        if self.class_weights is not None and not self.binary:
+            raise ValueError("class_weights need a binary loss (the softmax normaliser is not a "
+                             "sum of per-class terms)")
         if self.negatives is not None and self.kind != "margin":
             raise ValueError(f"negatives need kind 'margin' (s * n(cos)), got {self.kind!r}")
 
