@@ -65,7 +65,8 @@ def run_evaluation(
     before any work; scores.csv and report.json are written before the plot.
 
     ``center_crop``: images that are neither aligned crops nor in the landmarks file are
-    centre-cropped (counted in the report's ``alignment``) instead of a :class:`~marginface.data.align.NotAlignedError`.
+    centre-cropped (counted in the report's ``alignment``) instead of a
+    :class:`~marginface.data.align.NotAlignedError`.
     """
     start = time.perf_counter()
     out_dir = check_output_dir(out_dir, "out_dir")
