@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from marginface.atomic import atomic_write, atomic_write_text
+from marginface.atomic import atomic_paths, atomic_write_text
 from marginface.data.imagefolder import list_image_tree
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
@@ -60,10 +60,12 @@ def embed_folder(
 
 
 def _write_embeddings(out: Path, embeddings: np.ndarray, names: list[str]) -> tuple[Path, Path]:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out, "wb") as handle:
-        np.save(handle, _normalise(embeddings).astype(np.float32))
-    listing = atomic_write_text(out.with_suffix(".txt"), "".join(f"{n}\n" for n in names))
+    listing = out.with_suffix(".txt")
+    # one set: a failure leaves the old .npy and its list, never a new .npy beside a stale list
+    with atomic_paths(out, listing) as (npy_tmp, listing_tmp):
+        with npy_tmp.open("wb") as handle:
+            np.save(handle, _normalise(embeddings).astype(np.float32))
+        listing_tmp.write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     return out, listing
 
 
