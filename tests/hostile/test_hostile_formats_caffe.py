@@ -108,3 +108,21 @@ def test_loading_empty_caffemodel_into_a_net(tmp_path):
     assert all((before[k] == v).all() for k, v in net.state_dict().items())
     write_caffemodel(path, [LayerBlobs("c", "Convolution", [b.numpy() for b in before.values()])])
     assert read_caffemodel(path)[0].name == "c"
+
+
+@pytest.mark.fault(kind="prototxt", fault="input shape dim 0 / negative / fractional / 1e12; "
+                   "data layer batch_size 0", behaviour="ValueError with source:line:column")
+@pytest.mark.parametrize("text, pattern", [
+    ('input: "data"\ninput_shape { dim: 1 dim: 0 dim: 8 dim: 8 }\n',
+     r"<text>:2:27: input_shape of 'data': dim must be .* got 0"),
+    ('input: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: -8\ninput_dim: 8\n',
+     r"<text>:4:12: net input: input_dim .* got -8"),
+    ('input: "data"\ninput_shape { dim: 1 dim: 3 dim: 1e12 dim: 8 }\n', r"got 1000000000000.0"),
+    ('layer { name: "d" type: "Input" top: "data"\n  input_param { shape { dim: 1 dim: 2.5 } } }\n',
+     r"<text>:2:37: layer 'd' \(Input\): dim .* got 2.5"),
+    ('layer { name: "d" type: "ImageData" top: "data" top: "label"\n'
+     '  image_data_param { source: "x.txt" batch_size: 0 } }\n',
+     r"<text>:2:50: layer 'd' \(ImageData\): batch_size .* got 0"),
+])
+def test_input_shapes_and_batch_size(text, pattern):
+    _refused(text, pattern)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from marginface.caffe.layer_types.base import int_values
 from marginface.caffe.prototxt import Message, parse_prototxt, read_prototxt
 
 __all__ = ["LayerInfo", "included", "layer_info", "net_input_shapes", "read_source",
@@ -87,7 +88,7 @@ def net_input_shapes(root: Message) -> dict[str, Shape]:
     """Shapes from the net-level ``input`` + ``input_dim`` / ``input_shape`` fields."""
     names = [str(n) for n in root.get_all("input")]
     shapes: dict[str, Shape] = {}
-    dims = [int(d) for d in root.get_all("input_dim")]
+    dims = int_values(root, "input_dim", "net input")
     given = root.get_all("input_shape")
     if dims:
         if len(dims) != 4 * len(names):
@@ -99,7 +100,7 @@ def net_input_shapes(root: Message) -> dict[str, Shape]:
         if len(given) != len(names):
             raise ValueError(f"{len(given)} input_shape messages for {len(names)} inputs")
         for name, s in zip(names, given, strict=True):
-            shapes[name] = tuple(int(d) for d in s.get_all("dim"))
+            shapes[name] = tuple(int_values(s, "dim", f"input_shape of {name!r}"))
     return shapes
 
 

@@ -17,7 +17,7 @@ from marginface.caffe.prototxt import Message
 
 Shape = tuple[int, ...]
 
-__all__ = ["CaffeLayer", "Shape", "sub", "hw_pair", "canonical_axis", "int_field",
+__all__ = ["CaffeLayer", "Shape", "sub", "hw_pair", "canonical_axis", "int_field", "int_values",
            "MAX_NUM_OUTPUT", "MAX_WINDOW"]
 
 #: Largest ``num_output`` accepted: 2**24 (16.7M outputs; the largest face training sets have
@@ -89,6 +89,14 @@ def int_field(param: Message, name: str, where: str, *, default: int | None = No
             raise ValueError(f"{param.at()}: {where}: {name} is required")
         return default
     return _checked_int(param, name, -1, param.get(name), where, minimum, maximum)
+
+
+def int_values(param: Message, name: str, where: str, *, minimum: int = 1,
+               maximum: int = MAX_NUM_OUTPUT) -> list[int]:
+    """Every value of the repeated integer field ``name`` (a shape's ``dim``), each checked as
+    :func:`int_field` checks one."""
+    return [_checked_int(param, name, i, v, where, minimum, maximum)
+            for i, v in enumerate(param.get_all(name))]
 
 
 def hw_pair(param: Message, base: str, default: int | None, where: str) -> tuple[int, int]:
