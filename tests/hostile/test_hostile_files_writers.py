@@ -193,3 +193,25 @@ def test_writer_disk_full_keeps_old_file(tmp_path, kind):
     assert snapshot(tmp_path) == {name: b"old contents"}
     write(target)  # and without the fault the same writer replaces it
     assert target.read_bytes() != b"old contents"
+
+
+@pytest.mark.fault(kind=".rec/.idx writer (pack)", fault="crash between renaming the .rec and "
+                   "the .idx (the commit itself fails)", behaviour="the .idx is missing, so the "
+                   "set is refused (FileNotFoundError naming it): never a new .rec beside a "
+                   "stale .idx")
+def test_pack_commit_interrupted_never_pairs_new_rec_with_old_idx(tmp_path, monkeypatch):
+    import marginface.atomic as atomic
+
+    out, before = _old_pair(tmp_path)
+    new = make_faces(tmp_path / "new", {"x": 3, "y": 3}, seed=2)
+    # os.replace: 1st call the .rec, 2nd the property, 3rd the .idx (renamed last)
+    monkeypatch.setattr(atomic.os, "replace",
+                        fail_on_call(atomic.os.replace, 3, OSError("power cut")))
+    with pytest.raises(OSError, match="power cut"):
+        pack_folder(new, out / "train.rec")
+    monkeypatch.undo()
+    assert not (out / "train.idx").exists()
+    assert (out / "train.rec").read_bytes() != before["train.rec"]
+    assert sorted(snapshot(out)) == ["property", "train.rec"]  # no temporary file either
+    with pytest.raises(FileNotFoundError, match="train.idx"):
+        RecordDataset(out / "train.rec")
