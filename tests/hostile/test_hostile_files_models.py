@@ -99,3 +99,17 @@ def test_truncated_model_file(tmp_path, cut):
     path.write_bytes(path.read_bytes()[:cut])
     with pytest.raises(ValueError, match=r"model.safetensors is not a safetensors file"):
         load_model(path)
+
+
+@pytest.mark.fault(kind="model file (.safetensors)", fault="config metadata not JSON / a list / "
+                   "input_size missing a value", behaviour="ValueError naming the file and the "
+                   "metadata key")
+@pytest.mark.parametrize("config", ["{not json", "[1, 2]",
+                                    '{"name": "mobilefacenet", "input_size": [112], '
+                                    '"embedding_dim": 8}'])
+def test_garbage_config_metadata(tmp_path, config):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(safetensors_bytes({"w": torch.zeros(2)}, metadata={METADATA_KEY: config}))
+    with pytest.raises(ValueError, match=rf"bad.safetensors: metadata '{METADATA_KEY}' is not a "
+                                         "valid model config"):
+        load_model(path)

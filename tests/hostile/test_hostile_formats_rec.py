@@ -225,3 +225,14 @@ def test_records_without_ids_still_load(tmp_path):
     assert RecordDataset(rec).labels.tolist() == [0, 1, 1]
     rec = _plain_rec(tmp_path / "q.rec", [0.0, 1.0, 1.0], ids=[0, 2, 0])
     _refused(rec, "key 1 .*carries id 2, not 1")
+
+
+@pytest.mark.fault(kind=".idx", fault="CRLF line endings, lines out of key order",
+                   behaviour="loads as the same dataset (only the content is checked)")
+def test_idx_crlf_and_shuffled_lines(tmp_path):
+    rec = _packed(tmp_path)
+    idx = rec.with_suffix(".idx")
+    expected = RecordDataset(rec).labels.tolist()
+    lines = idx.read_text().splitlines()
+    idx.write_bytes("\r\n".join(reversed(lines)).encode() + b"\r\n")
+    assert RecordDataset(rec).labels.tolist() == expected == [0, 0, 0, 1, 2, 2]

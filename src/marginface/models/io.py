@@ -93,9 +93,18 @@ def _metadata(path: Path) -> dict[str, str]:
     return metadata
 
 
+def _config(path: Path, metadata: Mapping[str, str]) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(json.loads(metadata[METADATA_KEY]))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        raise ValueError(f"{path}: metadata '{METADATA_KEY}' is not a valid model config: "
+                         f"{error}") from error
+
+
 def read_config(path: str | Path) -> ModelConfig:
     """The :class:`ModelConfig` stored in a model file, without loading the weights."""
-    return ModelConfig.from_dict(json.loads(_metadata(Path(path))[METADATA_KEY]))
+    path = Path(path)
+    return _config(path, _metadata(path))
 
 
 def read_checksum(path: str | Path) -> str | None:
@@ -129,7 +138,7 @@ def load_model(path: str | Path) -> nn.Module:
     """Rebuild the model saved by :func:`save_model` (in eval mode) with its stored config."""
     path = Path(path)
     metadata = _metadata(path)
-    config = ModelConfig.from_dict(json.loads(metadata[METADATA_KEY]))
+    config = _config(path, metadata)
     model = create_model(
         config.name,
         input_size=config.input_size,
