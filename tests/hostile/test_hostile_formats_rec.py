@@ -236,3 +236,20 @@ def test_idx_crlf_and_shuffled_lines(tmp_path):
     lines = idx.read_text().splitlines()
     idx.write_bytes("\r\n".join(reversed(lines)).encode() + b"\r\n")
     assert RecordDataset(rec).labels.tolist() == expected == [0, 0, 0, 1, 2, 2]
+
+
+@pytest.mark.fault(kind=".rec record", fault="payload holding the RecordIO magic (a split record)",
+                   behaviour="checked at open through its joined parts; loads with its label")
+def test_split_record_is_scanned(tmp_path):
+    from marginface.data.recordio import MAGIC_BYTES
+
+    data = MAGIC_BYTES + b"\1\2\3\4" + MAGIC_BYTES  # payload offsets 24 and 32: both aligned
+    rec = tmp_path / "s.rec"
+    with rec.open("wb") as stream:
+        offsets = [write_record(stream, pack_payload(RecordHeader(0, float(k), k), data))
+                   for k in range(2)]
+    rec.with_suffix(".idx").write_text("".join(f"{k}\t{o}\n" for k, o in enumerate(offsets)))
+    dataset = RecordDataset(rec)
+    assert dataset.labels.tolist() == [0, 1] and dataset.read(1)[1] == data
+    _patch(rec, 1, 8 + 8, struct.pack("<Q", 5))  # key 1's id, inside the split record's part 1
+    _refused(rec, r"key 1 .*carries id 5, not 1")

@@ -101,46 +101,44 @@ class RecordScan:
     values: np.ndarray                   # float64 (N, 2): label, or the first two labels
     problems: dict[int, str] = field(default_factory=dict)   # key -> message
 
-    def row(self, key: int) -> int:
-        return int(np.searchsorted(self.keys, key))
-
 
 def _scan_one(view: mmap.mmap, rec_path: Path, offset: int, size: int,
-              key: int, where: str) -> tuple[int, float, float]:
-    """(flag, first label, second label or NaN) of the record at ``offset``; ValueError."""
+              key: int) -> tuple[int, float, float]:
+    """(flag, first label, second label or NaN) of the record at ``offset``; ValueError saying
+    what is wrong (the caller prefixes where)."""
     if offset + _FRAME.size > size:
-        raise ValueError(f"{where}: points past the end of the file ({size} bytes): "
+        raise ValueError(f"points past the end of the file ({size} bytes): "
                          "truncated .rec or foreign .idx")
     magic, lrec = _FRAME.unpack_from(view, offset)
     if magic != MAGIC:
-        raise ValueError(f"{where}: no RecordIO record there (magic 0x{magic:08X}, expected "
+        raise ValueError(f"no RecordIO record there (magic 0x{magic:08X}, expected "
                          f"0x{MAGIC:08X}): foreign or corrupt .rec, or a wrong .idx offset")
     cflag, length = lrec >> 29, lrec & _LENGTH_MASK
     if cflag not in (0, 1):
-        raise ValueError(f"{where}: record starts with continuation flag {cflag} (expected 0 "
+        raise ValueError(f"record starts with continuation flag {cflag} (expected 0 "
                          "or 1): the .idx points into the middle of a record")
     if offset + _FRAME.size + length > size:
-        raise ValueError(f"{where}: record announces {length} bytes, only "
+        raise ValueError(f"record announces {length} bytes, only "
                          f"{size - offset - _FRAME.size} remain: truncated .rec")
     start = offset + _FRAME.size
     if cflag == 0:
         if length < _HEADER.size:
-            raise ValueError(f"{where}: payload of {length} bytes is shorter than the "
+            raise ValueError(f"payload of {length} bytes is shorter than the "
                              f"{_HEADER.size}-byte insightface header")
         flag, label, id_, _ = _HEADER.unpack_from(view, start)
         if _HEADER.size + 4 * flag > length:
-            raise ValueError(f"{where}: header announces {flag} float labels but the record "
+            raise ValueError(f"header announces {flag} float labels but the record "
                              f"has only {length - _HEADER.size} bytes after the header")
         extra = struct.unpack_from(f"<{min(flag, 2)}f", view, start + _HEADER.size)
     else:  # a split record (rare): join its parts, whatever their sizes
         with rec_path.open("rb") as stream:
             stream.seek(offset)
-            header, _ = unpack_payload(read_record(stream, str(rec_path)), where)
+            header, _ = unpack_payload(read_record(stream, str(rec_path)), "split record")
         flag, id_ = header.flag, header.id
         label = float(header.label) if flag == 0 else 0.0
         extra = tuple(np.asarray(header.label, dtype=np.float64).ravel()[:2]) if flag else ()
     if id_ != 0 and id_ != key:
-        raise ValueError(f"{where}: the record there carries id {id_}, not {key}: the .idx "
+        raise ValueError(f"the record there carries id {id_}, not {key}: the .idx "
                          "entry points at another record")
     if flag == 0:
         return 0, float(label), math.nan
@@ -163,11 +161,10 @@ def scan_records(rec_path: Path, idx_path: Path, offsets: dict[int, int],
             mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
         for row, key in enumerate(keys.tolist()):
             offset = offsets[key]
-            where = (f"{rec_path}: key {key} ({idx_path.name} line {lines[key]}, byte offset "
-                     f"{offset})")
             try:
                 flags[row], values[row, 0], values[row, 1] = _scan_one(
-                    view, rec_path, offset, size, key, where)
+                    view, rec_path, offset, size, key)
             except ValueError as error:
-                problems[key] = str(error)
+                problems[key] = (f"{rec_path}: key {key} ({idx_path.name} line {lines[key]}, "
+                                 f"byte offset {offset}): {error}")
     return RecordScan(keys, flags, values, problems)
