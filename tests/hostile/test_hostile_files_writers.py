@@ -167,7 +167,30 @@ def _write_roc(path: Path) -> None:
     plot_roc(rng.normal(size=200), np.arange(200) % 2 == 0, path, title="roc")
 
 
+def _write_identification(path: Path) -> None:
+    from marginface.identify.probes import Identification, write_identification
+
+    failed = {f"probe_{i}.jpg": "no face" for i in range(100)}
+    write_identification(Identification([], 0.3, failed), path)
+
+
+def _write_config(path: Path) -> None:
+    from marginface.train.config import config_from_dict, save_config
+
+    save_config(config_from_dict({"train": {"max_steps": 10}}), path)
+
+
+def _write_landmarks(path: Path) -> None:
+    from marginface.data.lfw import write_landmarks
+
+    write_landmarks(path, {f"a/{i:04d}.jpg": np.zeros((5, 2)) for i in range(50)})
+
+
 WRITERS = {
+    "identify report (.csv)": ("answers.csv", _write_identification),
+    "identify report (.json)": ("answers.json", _write_identification),
+    "run config (config.yaml)": ("config.yaml", _write_config),
+    "landmarks file": ("landmarks.txt", _write_landmarks),
     "model file (.safetensors)": ("model.safetensors", _write_model),
     "ONNX export": ("model.onnx", _write_onnx),
     "verification set (.bin)": ("pairs.bin", _write_bin),
@@ -180,7 +203,8 @@ WRITERS = {
 
 
 @pytest.mark.fault(kind="every other writer (model, ONNX, .bin, pairs list, checkpoint, "
-                   "caffemodel, summary.json, plots)", fault="disk full halfway through the write",
+                   "caffemodel, summary.json, plots, identify reports, config.yaml, landmarks)",
+                   fault="disk full halfway through the write",
                    behaviour=KEEPS_OLD)
 @pytest.mark.parametrize("kind", sorted(WRITERS))
 def test_writer_disk_full_keeps_old_file(tmp_path, kind):
