@@ -253,3 +253,16 @@ def test_split_record_is_scanned(tmp_path):
     assert dataset.labels.tolist() == [0, 1] and dataset.read(1)[1] == data
     _patch(rec, 1, 8 + 8, struct.pack("<Q", 5))  # key 1's id, inside the split record's part 1
     _refused(rec, r"key 1 .*carries id 5, not 1")
+
+
+@pytest.mark.fault(kind=".rec identity record", fault="an unreadable identity record",
+                   behaviour="ValueError naming it; with skip_unreadable its images are skipped, "
+                             "each naming the identity record, and the other classes load")
+def test_unreadable_identity_record(tmp_path):
+    rec = _packed(tmp_path)  # identity 9 holds images [5, 7)
+    _patch(rec, 9, 0, b"XXXX")
+    _refused(rec, r"key 9 \(train.idx line 10, .*no RecordIO record there")
+    dataset = RecordDataset(rec, skip_unreadable=True)
+    assert dataset.keys.tolist() == [1, 2, 3, 4] and dataset.num_classes == 3
+    assert [k for k, _ in dataset.skipped] == ["5", "6"]
+    assert "unreadable identity record(s) [9]" in dataset.skipped[0][1]

@@ -101,10 +101,11 @@ class RecordDataset(Dataset):
                              f"{held} of those keys ({self.size} bytes of .rec): corrupt header "
                              "or foreign .idx")
         labels = np.full(first - 1, -1, dtype=np.int64)  # row = key: keys 0..end-1 all present
-        bad_ids = sum(1 for k in range(first, end) if k in scan.problems)
+        # (a bad record reaches here only with skip_unreadable: __init__ raised otherwise) an
+        # unreadable identity record is not an image: its images are skipped below, naming it
+        bad_ids = [k for k in range(first, end) if k in scan.problems]
         for class_id, key in enumerate(range(first, end)):
             if key in scan.problems:
-                self._bad(key, scan.problems[key], bad_ids)
                 continue
             at = f"{self.rec_path}: identity record key {key}"
             if scan.flags[key] < 2:
@@ -122,9 +123,11 @@ class RecordDataset(Dataset):
             span[:] = class_id
         keep = labels >= 0
         orphans = np.flatnonzero(~keep) + 1
+        cause = (f" (unreadable identity record(s) {bad_ids[:3]}: {scan.problems[bad_ids[0]]})"
+                 if bad_ids else "")
         for key in orphans.tolist():
-            self._bad(key, f"{self.rec_path}: image key {key} is in no identity record's range",
-                      len(orphans))
+            self._bad(key, f"{self.rec_path}: image key {key} is in no identity record's "
+                      f"range{cause}", len(orphans))
         bad_images = [k for k in range(1, first) if k in scan.problems and keep[k - 1]]
         for key in bad_images:
             self._bad(key, scan.problems[key], len(bad_images))
