@@ -17,7 +17,6 @@ from PIL import Image
 import marginface.data.recpack as recpack
 from marginface.data import RecordDataset, pack_folder
 
-WRITE_FAULT = "write fails halfway"
 KEEPS_OLD = "the old file stays byte for byte; no temporary or partial file is left"
 
 
@@ -48,7 +47,8 @@ def test_pack_failing_mid_way_keeps_old_pair(tmp_path, monkeypatch):
 
 
 @pytest.mark.fault(kind=".rec/.idx writer (pack)", fault="an undecodable image in the folder",
-                   behaviour="ValueError naming it; the old .rec/.idx pair stays intact")
+                   behaviour="an error naming the image (cannot identify image file); the old "
+                             ".rec/.idx pair stays intact")
 def test_pack_bad_image_keeps_old_pair(tmp_path):
     out, before = _old_pair(tmp_path)
     new = make_faces(tmp_path / "new", {"x": 3}, seed=2)
