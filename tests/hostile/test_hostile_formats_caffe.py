@@ -126,3 +126,17 @@ def test_loading_empty_caffemodel_into_a_net(tmp_path):
 ])
 def test_input_shapes_and_batch_size(text, pattern):
     _refused(text, pattern)
+
+
+@pytest.mark.fault(kind="prototxt", fault="lr_mult nan / decay_mult -1 / loss_weight a string",
+                   behaviour="ValueError with source:line:column (a NaN multiplier would train "
+                             "silently to NaN)")
+@pytest.mark.parametrize("field, pattern", [
+    ("param { lr_mult: nan }", r"<text>:4:80: .*lr_mult must be a finite number >= 0, got nan"),
+    ("param { decay_mult: -1 }", r"<text>:4:83: .*decay_mult must be .* >= 0, got -1"),
+    ('loss_weight: "x"', r"<text>:4:76: .*loss_weight must be a finite number, got 'x'"),
+])
+def test_multipliers_and_loss_weights(field, pattern):
+    text = HEAD + ('layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                   f'{field}\n  convolution_param {{ num_output: 4 kernel_size: 3 }} }}\n')
+    _refused(text, pattern)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from marginface.caffe.layer_types.base import int_values
+from marginface.caffe.layer_types.base import float_values, int_values
 from marginface.caffe.prototxt import Message, parse_prototxt, read_prototxt
 
 __all__ = ["LayerInfo", "included", "layer_info", "net_input_shapes", "read_source",
@@ -63,17 +63,21 @@ def layer_info(layer: Message, type_name: str) -> LayerInfo:
                      bottoms=[str(b) for b in layer.get_all("bottom")],
                      tops=[str(t) for t in layer.get_all("top")], line=layer.line)
     specs = layer.get_all("param")
+    where = f"layer {name!r} ({type_name})"
     if specs and all(isinstance(s, Message) for s in specs):
-        info.lr_mult = [float(s.get("lr_mult", 1.0)) for s in specs]
-        info.decay_mult = [float(s.get("decay_mult", 1.0)) for s in specs]
+        # Caffe's multipliers are finite and >= 0 (a NaN would train silently to NaN)
+        info.lr_mult = [float_values(s, "lr_mult", where, default=1.0, minimum=0.0)[-1]
+                        for s in specs]
+        info.decay_mult = [float_values(s, "decay_mult", where, default=1.0, minimum=0.0)[-1]
+                           for s in specs]
         if any(s.has("name") for s in specs):
             raise ValueError(f"layer {name!r} (line {layer.line}): shared parameters "
                              "(param {{ name }}) are not supported")
     elif layer.has("blobs_lr"):  # V1 layout
-        info.lr_mult = [float(v) for v in layer.get_all("blobs_lr")]
-        info.decay_mult = [float(v) for v in layer.get_all("weight_decay")]
+        info.lr_mult = float_values(layer, "blobs_lr", where, minimum=0.0)
+        info.decay_mult = float_values(layer, "weight_decay", where, minimum=0.0)
         info.decay_mult += [1.0] * (len(info.lr_mult) - len(info.decay_mult))
-    weights = [float(w) for w in layer.get_all("loss_weight")]
+    weights = float_values(layer, "loss_weight", where)
     if not weights and type_name.endswith("Loss") and info.tops:
         weights = [1.0]  # Caffe's loss layers weigh their first top 1 by default
     info.loss_weight = weights + [0.0] * (len(info.tops) - len(weights))

@@ -9,6 +9,7 @@ shapes are known (at construction when the net's input shapes are given, else at
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -18,7 +19,7 @@ from marginface.caffe.prototxt import Message
 Shape = tuple[int, ...]
 
 __all__ = ["CaffeLayer", "Shape", "sub", "hw_pair", "canonical_axis", "int_field", "int_values",
-           "MAX_NUM_OUTPUT", "MAX_WINDOW"]
+           "float_values", "MAX_NUM_OUTPUT", "MAX_WINDOW"]
 
 #: Largest ``num_output`` accepted: 2**24 (16.7M outputs; the largest face training sets have
 #: about 2M identities). A larger value would only allocate a classifier nobody can train.
@@ -97,6 +98,24 @@ def int_values(param: Message, name: str, where: str, *, minimum: int = 1,
     :func:`int_field` checks one."""
     return [_checked_int(param, name, i, v, where, minimum, maximum)
             for i, v in enumerate(param.get_all(name))]
+
+
+def float_values(param: Message, name: str, where: str, *, default: float | None = None,
+                 minimum: float = -math.inf) -> list[float]:
+    """Every value of the number field ``name`` (``[default]`` when absent and a default is
+    given), each a finite number >= ``minimum``; ValueError naming ``source:line:column``."""
+    values = param.get_all(name)
+    if not values:
+        return [] if default is None else [default]
+    out = []
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or value < minimum:
+            bound = f" >= {minimum:g}" if math.isfinite(minimum) else ""
+            raise ValueError(f"{param.at(name, i)}: {where}: {name} must be a finite number"
+                             f"{bound}, got {value!r}")
+        out.append(float(value))
+    return out
 
 
 def hw_pair(param: Message, base: str, default: int | None, where: str) -> tuple[int, int]:
