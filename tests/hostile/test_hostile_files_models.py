@@ -106,7 +106,8 @@ def test_truncated_model_file(tmp_path, cut):
                    "metadata key")
 @pytest.mark.parametrize("config", ["{not json", "[1, 2]",
                                     '{"name": "mobilefacenet", "input_size": [112], '
-                                    '"embedding_dim": 8}'])
+                                    '"embedding_dim": 8}'],
+                         ids=["not-json", "a-list", "input-size-of-one"])
 def test_garbage_config_metadata(tmp_path, config):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(safetensors_bytes({"w": torch.zeros(2)}, metadata={METADATA_KEY: config}))

@@ -41,7 +41,8 @@ def test_issame_numpy_and_integers(tmp_path):
                    "is a number", behaviour="ValueError naming the file and the container")
 @pytest.mark.parametrize("payload, pattern", [(([JPEG] * 4, "yes"), "issame_list is str"),
                                               (([JPEG] * 4, 7), "issame_list is int"),
-                                              ((7, [True, True]), "bins is int")])
+                                              ((7, [True, True]), "bins is int")],
+                         ids=["issame-str", "issame-int", "bins-int"])
 def test_wrong_containers(tmp_path, payload, pattern):
     with pytest.raises(ValueError, match=rf"set.bin: {pattern}"):
         read_bin(_bin(tmp_path, payload))

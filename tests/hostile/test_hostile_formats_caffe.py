@@ -35,7 +35,8 @@ def _refused(text: str, pattern: str) -> None:
     ("num_output: 4 kernel_h: 3 kernel_w: 0", r"<text>:5:59: .*kernel_w .* got 0"),
     ("num_output: 4 kernel_size: 99999999", r"kernel_size .* got 99999999"),
     ("num_output: 4 kernel_size: \"3\"", r"kernel_size .* got '3'"),
-])
+], ids=["kernel-0", "kernel-2.5", "pad-negative", "stride-0", "kernel_w-0", "kernel-huge",
+        "kernel-string"])
 def test_convolution_window_fields(param, pattern):
     _refused(_conv(param), pattern)
 
@@ -85,7 +86,8 @@ def test_undefined_bottom_is_an_error():
 
 @pytest.mark.fault(kind="caffemodel", fault="empty file / 7 bytes / cut before the first blob",
                    behaviour="ValueError naming the file and its size (not a warning)")
-@pytest.mark.parametrize("data", [b"", b"\x0a\x05abcde", b"\x0a\x03net"])
+@pytest.mark.parametrize("data", [b"", b"\x0a\x05abcde", b"\x0a\x03net"],
+                         ids=["empty", "7-bytes", "name-only"])
 def test_empty_caffemodel_is_an_error(tmp_path, data):
     path = tmp_path / "w.caffemodel"
     path.write_bytes(data)
@@ -123,7 +125,7 @@ def test_loading_empty_caffemodel_into_a_net(tmp_path):
     ('layer { name: "d" type: "ImageData" top: "data" top: "label"\n'
      '  image_data_param { source: "x.txt" batch_size: 0 } }\n',
      r"<text>:2:50: layer 'd' \(ImageData\): batch_size .* got 0"),
-])
+], ids=["dim-0", "input_dim-negative", "dim-1e12", "Input-dim-2.5", "batch_size-0"])
 def test_input_shapes_and_batch_size(text, pattern):
     _refused(text, pattern)
 
@@ -135,7 +137,7 @@ def test_input_shapes_and_batch_size(text, pattern):
     ("param { lr_mult: nan }", r"<text>:4:80: .*lr_mult must be a finite number >= 0, got nan"),
     ("param { decay_mult: -1 }", r"<text>:4:83: .*decay_mult must be .* >= 0, got -1"),
     ('loss_weight: "x"', r"<text>:4:76: .*loss_weight must be a finite number, got 'x'"),
-])
+], ids=["lr_mult-nan", "decay_mult-negative", "loss_weight-string"])
 def test_multipliers_and_loss_weights(field, pattern):
     text = HEAD + ('layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
                    f'{field}\n  convolution_param {{ num_output: 4 kernel_size: 3 }} }}\n')

@@ -82,7 +82,8 @@ def test_header_announcing_a_billion_images(tmp_path):
 @pytest.mark.fault(kind=".rec header record", fault="[first, end) reversed / fractional",
                    behaviour="ValueError naming the header record")
 @pytest.mark.parametrize("values, message", [((5.0, 2.0), "needs 1 <= 5 <= 2"),
-                                             ((6.5, 9.0), "6.5 is not a whole number")])
+                                             ((6.5, 9.0), "6.5 is not a whole number")],
+                         ids=["reversed", "fractional"])
 def test_header_with_impossible_ranges(tmp_path, values, message):
     rec = _packed(tmp_path)
     _set_header_labels(rec, 0, values)
@@ -145,7 +146,9 @@ def test_idx_duplicates(tmp_path):
 @pytest.mark.parametrize("text, message", [("", "is empty"), ("\n\n  \n", "is empty"),
                                            ("0\t-8\n", "line 1: expected"),
                                            ("0\t0\n1\t1e3\n", "line 2: expected"),
-                                           ("\xff\xfe\n", "line 1: expected")])
+                                           ("\xff\xfe\n", "line 1: expected")],
+                         ids=["empty", "blank-lines", "negative-offset", "float-offset",
+                              "not-utf8"])
 def test_idx_malformed(tmp_path, text, message):
     rec = _packed(tmp_path)
     rec.with_suffix(".idx").write_text(text, encoding="latin-1")
@@ -185,7 +188,8 @@ def test_fractional_label(tmp_path):
 @pytest.mark.parametrize("label, message", [(float("nan"), "label nan is not a finite"),
                                             (float("inf"), "label inf is not a finite"),
                                             (-1.0, r"label -1 is outside 0\.\.16777215"),
-                                            (1e30, r"label \d{31} is outside 0\.\.16777215")])
+                                            (1e30, r"label \d{31} is outside 0\.\.16777215")],
+                         ids=["nan", "inf", "negative", "1e30"])
 def test_non_finite_or_out_of_range_label(tmp_path, label, message):
     rec = _plain_rec(tmp_path / "p.rec", [0.0, label, [2.0, 7.0]])
     _refused(rec, rf"record key 1: {message}")
