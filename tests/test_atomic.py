@@ -76,3 +76,23 @@ def test_model_checkpoint_and_caffemodel_writers_fail_cleanly(tmp_path, monkeypa
     assert load_checkpoint(ckpt)["step"] == 1
     assert load_model(model_path).config.embedding_dim == 8
     assert read_caffemodel(caffemodel)[0].name == "fc"
+
+
+def test_atomic_paths_replace_as_a_set(tmp_path):
+    from marginface.atomic import atomic_paths
+
+    data, index = tmp_path / "a.rec", tmp_path / "a.idx"
+    data.write_bytes(b"old rec")
+    index.write_bytes(b"old idx")
+    with pytest.raises(RuntimeError, match="second"), atomic_paths(data, index) as (d, i):
+        d.write_bytes(b"new rec")  # the first file is complete...
+        raise RuntimeError("second")  # ...when writing its companion fails
+    assert (data.read_bytes(), index.read_bytes()) == (b"old rec", b"old idx")
+    assert sorted(os.listdir(tmp_path)) == ["a.idx", "a.rec"]
+    with atomic_paths(data, index) as (d, i):
+        d.write_bytes(b"new rec")
+        i.write_bytes(b"new idx")
+    assert (data.read_bytes(), index.read_bytes()) == (b"new rec", b"new idx")
+    assert sorted(os.listdir(tmp_path)) == ["a.idx", "a.rec"]
+    with pytest.raises(ValueError, match="distinct"), atomic_paths(data, data):
+        pass

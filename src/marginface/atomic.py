@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TEMP_GLOB", "atomic_write", "atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["TEMP_GLOB", "atomic_write", "atomic_path", "atomic_paths", "atomic_write_bytes",
+           "atomic_write_text"]
 
 #: Matches the temporary files a crash mid-write can leave beside their target.
 TEMP_GLOB = ".*.tmp"
@@ -56,6 +57,43 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)
+
+
+@contextmanager
+def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
+    """Yield temporary paths beside ``paths``; on success they replace them as one set.
+
+    For files that are only valid together (a ``.rec`` and its ``.idx``; an ``.npy`` and its list
+    of names). Every temporary file is written and fsync'ed before any target is touched, so an
+    error anywhere in the block leaves every old file as it was. The commit then removes the
+    LAST path (the one that makes the set usable, e.g. the ``.idx``), replaces the others, and
+    puts the last one back last: a crash inside the commit leaves a set without its last file
+    (an error for the reader), never a new file beside a stale companion.
+    """
+    targets = [Path(p) for p in paths]
+    if not targets or len({t.resolve() for t in targets}) != len(targets):
+        raise ValueError(f"atomic_paths needs distinct paths, got {[str(t) for t in targets]}")
+    temps: list[Path] = []
+    try:
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent)
+            os.close(fd)
+            temps.append(Path(name))
+        yield list(temps)
+        for tmp in temps:
+            with tmp.open("rb+") as handle:
+                os.fsync(handle.fileno())
+        targets[-1].unlink(missing_ok=True)
+        for tmp, target in zip(temps, targets, strict=True):
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+    for directory in {t.parent for t in targets}:
+        _fsync_dir(directory)
 
 
 @contextmanager

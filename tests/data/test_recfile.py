@@ -42,7 +42,8 @@ def test_reader_streams_and_works_with_workers(image_folder, tmp_path):
     pack_folder(image_folder, tmp_path / "t.rec")
     transform = TrainTransform(Preprocessing(mean=(127.5,) * 3, std=(127.5,) * 3), (20, 24), 0.0)
     dataset = RecordDataset(tmp_path / "t.rec", transform=transform)
-    assert dataset._handle is not None  # opened by the constructor's header read
+    dataset[0]
+    assert dataset._handle is not None  # opened by the first read in this process
     loader = DataLoader(dataset, batch_size=4, num_workers=2)
     batches = list(loader)
     images = torch.cat([b[0] for b in batches])
@@ -77,18 +78,34 @@ def test_truncated_rec_names_byte_offset(image_folder, tmp_path):
     blob = (tmp_path / "t.rec").read_bytes()
     offsets = read_idx(tmp_path / "t.idx")
     (tmp_path / "t.rec").write_bytes(blob[: offsets[3] + 40])
-    dataset = RecordDataset(tmp_path / "t.rec")
-    dataset[0]
-    with pytest.raises(ValueError, match=f"truncated record at byte offset {offsets[3]}"):
-        dataset[2]
-    with pytest.raises(ValueError, match="past the end of the file"):
-        dataset[4]
+    # found when the file is opened (every record header is read), not at some later step
+    with pytest.raises(ValueError, match=rf"key 3 \(t.idx line 4, byte offset {offsets[3]}\)"
+                                         ".*truncated .rec"):
+        RecordDataset(tmp_path / "t.rec")
+    # the identity records at the end are cut off too: no image has a label left
+    with pytest.raises(ValueError, match="no readable image record"):
+        RecordDataset(tmp_path / "t.rec", skip_unreadable=True)
+
+
+def test_corrupt_record_skipped_and_counted(image_folder, tmp_path):
+    pack_folder(image_folder, tmp_path / "t.rec")
+    offsets = read_idx(tmp_path / "t.idx")
+    blob = bytearray((tmp_path / "t.rec").read_bytes())
+    blob[offsets[3]:offsets[3] + 4] = b"XXXX"  # key 3's magic
+    (tmp_path / "t.rec").write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="key 3 .*magic 0x58585858.*data.skip_unreadable"):
+        RecordDataset(tmp_path / "t.rec")
+    dataset = RecordDataset(tmp_path / "t.rec", skip_unreadable=True)
+    assert dataset.keys.tolist() == [1, 2, 4, 5, 6]
+    assert dataset.labels.tolist() == [0, 0, 1, 2, 2] and dataset.num_classes == 3
+    assert [key for key, _ in dataset.skipped] == ["3"]
+    assert [label for _, label in dataset] == [0, 0, 1, 2, 2]
 
 
 def test_foreign_file_and_bad_idx(tmp_path):
     (tmp_path / "x.rec").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     (tmp_path / "x.idx").write_text("0\t0\n")
-    with pytest.raises(ValueError, match="byte offset 0: magic is 0x474E5089"):
+    with pytest.raises(ValueError, match=r"offset 0\): no RecordIO record there \(magic 0x474E5"):
         RecordDataset(tmp_path / "x.rec")
     (tmp_path / "x.idx").write_text("0\t0\nnot a line\n")
     with pytest.raises(ValueError, match="line 2"):

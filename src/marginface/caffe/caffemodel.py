@@ -188,7 +188,12 @@ def read_caffemodel(path: str | os.PathLike[str]) -> list[LayerBlobs]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"caffemodel file not found: {p}")
-    return parse_caffemodel(p.read_bytes(), source=str(p))
+    data = p.read_bytes()
+    layers = parse_caffemodel(data, source=str(p))
+    if not any(layer.blobs for layer in layers):  # an empty or cut file parses as no layers
+        raise ValueError(f"{p}: no layer with weights in its {len(data)} bytes ({len(layers)} "
+                         "layer(s) without blobs): empty, truncated or not a caffemodel")
+    return layers
 
 
 def _encode_blob(blob: np.ndarray) -> bytes:

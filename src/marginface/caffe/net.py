@@ -2,9 +2,12 @@
 
 ``load_net(path_or_text, phase)`` keeps the layers that the phase's NetStateRules include, builds
 one module per layer (see :mod:`marginface.caffe.layer_types`) and runs them in file order, passing
-blobs by name; in-place layers (top == bottom) simply rebind the name. Bottoms that no earlier
-layer produces, and the tops of Data/ImageData/Input layers, are the net's inputs, given as
-keyword tensors: ``net(data=x, label=y)`` returns a dict of every blob by name (its final value).
+blobs by name; in-place layers (top == bottom) simply rebind the name. The net's inputs are its
+``input`` fields and the tops of Data/ImageData/Input layers, given as keyword tensors:
+``net(data=x, label=y)`` returns a dict of every blob by name (its final value). A net that
+declares no input at all (a loss-head fragment) takes the bottoms no earlier layer produces as its
+inputs; in a net that declares inputs, such a bottom is an error naming ``source:line:column``,
+except the label bottom of a loss or accuracy layer (the label fed with each batch).
 """
 
 from __future__ import annotations
@@ -118,8 +121,8 @@ class CaffeNet(nn.Module):
                 continue
             module: CaffeLayer = self.layers[i]  # type: ignore[assignment]
             bottom_shapes = [known[b] for b in info.bottoms]
-            self._setup_layer(i, bottom_shapes)
-            tops = module.out_shapes(bottom_shapes)
+            tops = module.out_shapes(bottom_shapes)  # first: a window larger than the input
+            self._setup_layer(i, bottom_shapes)      # is refused before any weight is sized
             if len(tops) != len(info.tops):
                 raise ValueError(f"layer {info.name!r} ({info.type}): {len(info.tops)} tops "
                                  f"named, the layer makes {len(tops)}")
@@ -201,10 +204,11 @@ class CaffeNet(nn.Module):
 
 def _with_type(layer: Message, type_name: str) -> Message:
     """A copy of ``layer`` whose ``type`` is ``type_name`` (for V1 enum types)."""
-    copy = Message(layer.line, layer.column)
+    copy = Message(layer.line, layer.column, layer.source)
     for field_name, values in layer.items():
-        for value in values:
-            copy.add(field_name, type_name if field_name == "type" else value)
+        for index, value in enumerate(values):
+            copy.add(field_name, type_name if field_name == "type" else value,
+                     *layer.position(field_name, index))
     return copy
 
 
@@ -248,6 +252,10 @@ def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
         if included(layer, phase, level, stage_set, where):
             warn_unknown_fields(layer, where)
             kept.append((layer, type_name, name, where))
+    # a net that declares its inputs (input:, Input/Data layers) gets no implicit ones; a
+    # fragment that declares none (a loss head) takes its undefined bottoms as its inputs
+    declared = list(inputs) + [str(t) for layer, type_name, _, _ in kept
+                               if type_name in DATA_LAYER_TYPES for t in layer.get_all("top")]
     for position, (layer, type_name, name, where) in enumerate(kept):
         if name in names:
             raise ValueError(f"{where}: duplicate layer name {name!r}")
@@ -272,10 +280,16 @@ def load_net(source: str | Path | Message, phase: str = "TRAIN", *,
         later = [b for b in info.bottoms if b not in produced]
         for bottom in later:
             # A bottom no layer produces is a net input; one produced only later is an error.
+            at = layer.at("bottom", info.bottoms.index(bottom))
             if any(bottom in [str(t) for t in other[0].get_all("top")]
                    for other in kept[position + 1:]):
-                raise ValueError(f"{where}: bottom blob {bottom!r} is used before the layer "
-                                 "that produces it")
+                raise ValueError(f"{at}: {where}: bottom blob {bottom!r} is used before the "
+                                 "layer that produces it")
+            label = info.type in LABEL_CONSUMERS and info.bottoms.index(bottom) > 0
+            if declared and not label:  # the net names its inputs: a typo, not an input
+                raise ValueError(f"{at}: {where}: bottom blob {bottom!r} is produced by no "
+                                 f"earlier layer and is not an input of the net (inputs: "
+                                 f"{declared}; blobs so far: {sorted(produced - set(declared))})")
             inputs.append(bottom)
             produced.add(bottom)
         try:

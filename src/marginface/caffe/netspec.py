@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from marginface.caffe.layer_types.base import float_values, int_values
 from marginface.caffe.prototxt import Message, parse_prototxt, read_prototxt
 
 __all__ = ["LayerInfo", "included", "layer_info", "net_input_shapes", "read_source",
@@ -62,17 +63,21 @@ def layer_info(layer: Message, type_name: str) -> LayerInfo:
                      bottoms=[str(b) for b in layer.get_all("bottom")],
                      tops=[str(t) for t in layer.get_all("top")], line=layer.line)
     specs = layer.get_all("param")
+    where = f"layer {name!r} ({type_name})"
     if specs and all(isinstance(s, Message) for s in specs):
-        info.lr_mult = [float(s.get("lr_mult", 1.0)) for s in specs]
-        info.decay_mult = [float(s.get("decay_mult", 1.0)) for s in specs]
+        # Caffe's multipliers are finite and >= 0 (a NaN would train silently to NaN)
+        info.lr_mult = [float_values(s, "lr_mult", where, default=1.0, minimum=0.0)[-1]
+                        for s in specs]
+        info.decay_mult = [float_values(s, "decay_mult", where, default=1.0, minimum=0.0)[-1]
+                           for s in specs]
         if any(s.has("name") for s in specs):
             raise ValueError(f"layer {name!r} (line {layer.line}): shared parameters "
                              "(param {{ name }}) are not supported")
     elif layer.has("blobs_lr"):  # V1 layout
-        info.lr_mult = [float(v) for v in layer.get_all("blobs_lr")]
-        info.decay_mult = [float(v) for v in layer.get_all("weight_decay")]
+        info.lr_mult = float_values(layer, "blobs_lr", where, minimum=0.0)
+        info.decay_mult = float_values(layer, "weight_decay", where, minimum=0.0)
         info.decay_mult += [1.0] * (len(info.lr_mult) - len(info.decay_mult))
-    weights = [float(w) for w in layer.get_all("loss_weight")]
+    weights = float_values(layer, "loss_weight", where)
     if not weights and type_name.endswith("Loss") and info.tops:
         weights = [1.0]  # Caffe's loss layers weigh their first top 1 by default
     info.loss_weight = weights + [0.0] * (len(info.tops) - len(weights))
@@ -87,7 +92,7 @@ def net_input_shapes(root: Message) -> dict[str, Shape]:
     """Shapes from the net-level ``input`` + ``input_dim`` / ``input_shape`` fields."""
     names = [str(n) for n in root.get_all("input")]
     shapes: dict[str, Shape] = {}
-    dims = [int(d) for d in root.get_all("input_dim")]
+    dims = int_values(root, "input_dim", "net input")
     given = root.get_all("input_shape")
     if dims:
         if len(dims) != 4 * len(names):
@@ -99,7 +104,7 @@ def net_input_shapes(root: Message) -> dict[str, Shape]:
         if len(given) != len(names):
             raise ValueError(f"{len(given)} input_shape messages for {len(names)} inputs")
         for name, s in zip(names, given, strict=True):
-            shapes[name] = tuple(int(d) for d in s.get_all("dim"))
+            shapes[name] = tuple(int_values(s, "dim", f"input_shape of {name!r}"))
     return shapes
 
 

@@ -7,6 +7,9 @@ escapes) or :class:`Ident` (a bare enum identifier such as ``TRAIN`` or ``MAX``,
 subclass). Supported syntax: ``#`` comments, ``name: value``, ``name { ... }``, ``name: { ... }``,
 ``<...>`` as message delimiters, ``name: [v1, v2]`` lists, optional ``,``/``;`` separators and
 adjacent string concatenation. Errors raise ``ValueError`` giving ``source:line:column``.
+Every value keeps the position of its field (:meth:`Message.at`) so that the net builder can
+name ``source:line:column`` of a value it refuses. Messages nest at most :data:`MAX_DEPTH` deep
+(Caffe nets nest 3 or 4 levels; a deeper file is an error, not a stack overflow).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Ident", "Message", "parse_prototxt", "read_prototxt"]
+__all__ = ["MAX_DEPTH", "Ident", "Message", "parse_prototxt", "read_prototxt"]
+
+#: Deepest message nesting accepted (a Caffe net uses 3 or 4 levels).
+MAX_DEPTH = 64
 
 
 class Ident(str):
@@ -31,13 +37,29 @@ class Ident(str):
 class Message:
     """One text-format message: repeated ``(field, value)`` pairs in file order."""
 
-    def __init__(self, line: int = 0, column: int = 0) -> None:
+    def __init__(self, line: int = 0, column: int = 0, source: str = "<text>") -> None:
         self._fields: dict[str, list[Any]] = {}
+        self._where: dict[str, list[tuple[int, int]]] = {}
         self.line = line
         self.column = column
+        self.source = source
 
-    def add(self, name: str, value: Any) -> None:
+    def add(self, name: str, value: Any, line: int = 0, column: int = 0) -> None:
+        """Append ``value`` to field ``name``; ``line``/``column``: where it was written."""
         self._fields.setdefault(name, []).append(value)
+        self._where.setdefault(name, []).append((line, column))
+
+    def at(self, name: str | None = None, index: int = -1) -> str:
+        """``source:line:column`` of field ``name``'s value ``index`` (of the message itself
+        when ``name`` is None or its position is unknown)."""
+        positions = self._where.get(name, []) if name is not None else []
+        line, column = positions[index] if positions and positions[index][0] else \
+            (self.line, self.column)
+        return f"{self.source}:{line}:{column}"
+
+    def position(self, name: str, index: int = -1) -> tuple[int, int]:
+        positions = self._where.get(name)
+        return positions[index] if positions else (self.line, self.column)
 
     def has(self, name: str) -> bool:
         return name in self._fields
@@ -211,7 +233,16 @@ def _parse_scalar(lexer: _Lexer) -> Any:
     raise lexer.error(token, f"expected a value, found {text!r}")
 
 
-def _parse_body(lexer: _Lexer, message: Message, closer: str | None) -> None:
+def _child(lexer: _Lexer, opener: tuple[str, str, int, int], depth: int) -> Message:
+    """The message opened by ``opener`` (``{`` or ``<``), parsed up to its closer."""
+    if depth > MAX_DEPTH:
+        raise lexer.error(opener, f"messages nested more than {MAX_DEPTH} levels deep")
+    child = Message(opener[2], opener[3], lexer.source)
+    _parse_body(lexer, child, "}" if opener[1] == "{" else ">", depth)
+    return child
+
+
+def _parse_body(lexer: _Lexer, message: Message, closer: str | None, depth: int = 0) -> None:
     while True:
         token = lexer.peek()
         if token is None:
@@ -228,7 +259,7 @@ def _parse_body(lexer: _Lexer, message: Message, closer: str | None) -> None:
         if kind != "ident":
             raise lexer.error(token, f"expected a field name, found {text!r}")
         lexer.next("field name")
-        name = text
+        name, here = text, (token[2], token[3])
         colon = False
         nxt = lexer.peek()
         if nxt is not None and nxt[1] == ":" and nxt[0] == "punct":
@@ -237,9 +268,7 @@ def _parse_body(lexer: _Lexer, message: Message, closer: str | None) -> None:
             nxt = lexer.peek()
         if nxt is not None and nxt[0] == "punct" and nxt[1] in "{<":
             lexer.next(nxt[1])
-            child = Message(nxt[2], nxt[3])
-            _parse_body(lexer, child, "}" if nxt[1] == "{" else ">")
-            message.add(name, child)
+            message.add(name, _child(lexer, nxt, depth + 1), *here)
         elif not colon:
             where = nxt if nxt is not None else ("", "", *lexer.end)
             raise lexer.error(where, f"expected ':' or '{{' after field {name!r}")
@@ -252,16 +281,16 @@ def _parse_body(lexer: _Lexer, message: Message, closer: str | None) -> None:
                     break
                 if closing is not None and closing[0] == "punct" and closing[1] in "{<":
                     lexer.next(closing[1])
-                    child = Message(closing[2], closing[3])
-                    _parse_body(lexer, child, "}" if closing[1] == "{" else ">")
-                    message.add(name, child)
+                    message.add(name, _child(lexer, closing, depth + 1), *here)
                 else:
-                    message.add(name, _parse_scalar(lexer))
+                    value_at = lexer.peek() or ("", "", *here)
+                    message.add(name, _parse_scalar(lexer), value_at[2], value_at[3])
                 sep = lexer.peek()
                 if sep is not None and sep[0] == "punct" and sep[1] == ",":
                     lexer.next(",")
         else:
-            message.add(name, _parse_scalar(lexer))
+            value_at = nxt or ("", "", *here)
+            message.add(name, _parse_scalar(lexer), value_at[2], value_at[3])
 
 
 def parse_prototxt(text: str, source: str = "<text>") -> Message:
@@ -270,7 +299,7 @@ def parse_prototxt(text: str, source: str = "<text>") -> Message:
     ``source`` names the input in error messages (``source:line:column: ...``).
     """
     lexer = _Lexer(text, source)
-    root = Message(1, 1)
+    root = Message(1, 1, source)
     _parse_body(lexer, root, None)
     return root
 

@@ -20,7 +20,6 @@ iterations (``train.checkpoint_interval`` when 0) and at the end, keeping
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import torch
 
+from marginface.atomic import atomic_write_bytes
 from marginface.caffe.data_map import CaffeFeed, data_shape, net_data_layer
 from marginface.caffe.net import load_net
 from marginface.caffe.train import load_solver, train_caffe_net
@@ -92,9 +92,9 @@ def train_caffe_from_config(net_path: str | Path, solver_path: str | Path, *,
         Path("runs") / f"caffe-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-    for source in (net_path, solver_path):
-        if Path(str(source)).is_file():
-            shutil.copyfile(source, run_dir / Path(str(source)).name)
+    for source in (Path(str(net_path)), Path(str(solver_path))):
+        if source.is_file():
+            atomic_write_bytes(run_dir / source.name, source.read_bytes())
     # the trainer's run records: metrics.csv / TensorBoard rows and kept checkpoints
     logger = RunLogger(run_dir, tensorboard=tensorboard)
     window = MetricsWindow(solver.display or cfg.train.log_interval, iterations)

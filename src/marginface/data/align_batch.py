@@ -18,6 +18,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from marginface.atomic import atomic_write_bytes
 from marginface.data.align import load_aligned, template_size
 from marginface.data.binset import write_bin
 from marginface.data.decoding import BadImageError
@@ -149,7 +150,7 @@ def align_folder(
             break
         target = (destination / relative[index]).with_suffix(suffix)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        atomic_write_bytes(target, data)  # never half an image under its final name
     report.output = str(destination)
     return report
 

@@ -42,6 +42,22 @@ class _SafeUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _issame_flags(issame: object, path: Path) -> np.ndarray:
+    """issame_list as bool (N,): each value a bool, or an integer 0 / 1; anything else (the
+    string 'no', 0.5, None) is an error, never read as True."""
+    if isinstance(issame, (str, bytes)) or not hasattr(issame, "__iter__"):
+        raise ValueError(f"{path}: issame_list is {type(issame).__name__}, not a list of booleans")
+    flags = []
+    for index, value in enumerate(issame):  # type: ignore[union-attr]
+        if isinstance(value, (bool, np.bool_)) or (
+                isinstance(value, (int, np.integer)) and value in (0, 1)):
+            flags.append(bool(value))
+        else:
+            raise ValueError(f"{path}: issame_list[{index}] is {value!r} "
+                             f"({type(value).__name__}), not a boolean (True/False or 0/1)")
+    return np.asarray(flags, dtype=bool)
+
+
 def read_bin(path: str | Path) -> tuple[list[bytes], np.ndarray]:
     """``(encoded_images, issame)`` of a ``.bin``; images as ``bytes``, issame as bool (N,)."""
     path = Path(path)
@@ -58,6 +74,8 @@ def read_bin(path: str | Path) -> tuple[list[bytes], np.ndarray]:
     if not (isinstance(loaded, (tuple, list)) and len(loaded) == 2):
         raise ValueError(f"{path}: expected a pickled (bins, issame_list), got {type(loaded)}")
     bins, issame = loaded
+    if isinstance(bins, (str, bytes)) or not hasattr(bins, "__iter__"):
+        raise ValueError(f"{path}: bins is {type(bins).__name__}, not a list of encoded images")
     images = []
     for index, item in enumerate(bins):
         if isinstance(item, np.ndarray):
@@ -67,7 +85,7 @@ def read_bin(path: str | Path) -> tuple[list[bytes], np.ndarray]:
         if not isinstance(item, bytes):
             raise ValueError(f"{path}: bins[{index}] is {type(item).__name__}, not encoded bytes")
         images.append(item)
-    flags = np.asarray(list(issame), dtype=bool)
+    flags = _issame_flags(issame, path)
     if len(images) != 2 * len(flags):
         raise ValueError(f"{path}: {len(images)} images for {len(flags)} pairs (expected 2N)")
     return images, flags

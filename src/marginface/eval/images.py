@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from marginface.atomic import atomic_write, atomic_write_text
+from marginface.atomic import atomic_paths, atomic_write_text
 from marginface.data.imagefolder import list_image_tree
 from marginface.data.lfw import read_landmarks
 from marginface.data.pairs import ImageItem
@@ -92,12 +92,15 @@ def embed_folder(
 def _write_embeddings(out: Path, embeddings: np.ndarray, names: list[str]) -> tuple[Path, Path]:
     check_finite_embeddings(embeddings, names)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out, "wb") as handle:
-        np.save(handle, _normalise(embeddings).astype(np.float32))
-    listing = atomic_write_text(out.with_suffix(".json"),
-                                json.dumps(names, ensure_ascii=False, indent=0) + "\n")
-    atomic_write_text(out.with_suffix(".txt"),
-                      "".join(f"{escape_listing_name(n)}\n" for n in names))
+    listing = out.with_suffix(".json")
+    # one set: a failure leaves the old .npy and its lists, never a new .npy beside a stale list
+    with atomic_paths(out, listing, out.with_suffix(".txt")) as (npy_tmp, json_tmp, txt_tmp):
+        with npy_tmp.open("wb") as handle:
+            np.save(handle, _normalise(embeddings).astype(np.float32))
+        json_tmp.write_text(json.dumps(names, ensure_ascii=False, indent=0) + "\n",
+                            encoding="utf-8")
+        txt_tmp.write_text("".join(f"{escape_listing_name(n)}\n" for n in names),
+                           encoding="utf-8")
     return out, listing
 
 

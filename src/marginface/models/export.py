@@ -18,7 +18,7 @@ from torch import nn
 
 from marginface.atomic import atomic_write_bytes
 from marginface.models.config import ModelConfig
-from marginface.models.io import METADATA_KEY, load_model
+from marginface.models.io import METADATA_KEY, check_finite, load_model
 
 __all__ = ["EXPORT_FORMATS", "export_model", "export_onnx", "write_onnx"]
 
@@ -58,6 +58,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17) -> Path:
     config = getattr(model, "config", None)
     if not isinstance(config, ModelConfig):
         raise ValueError("model has no ModelConfig 'config' attribute; build it with create_model")
+    check_finite(model.state_dict(), f"export to {path}")
     module = copy.deepcopy(model).float().cpu().eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

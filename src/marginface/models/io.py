@@ -3,6 +3,12 @@
 The metadata key ``marginface.model_config`` holds the JSON of :class:`ModelConfig` (name,
 input size, embedding size, options, preprocessing), so the file alone rebuilds the model and
 says how to feed it faces.
+
+``marginface.tensors_sha256`` holds :func:`model_fingerprint` of the saved tensors: loading
+recomputes it and refuses a file whose tensors changed (a flipped byte, a truncated edit), naming
+both checksums. Files written before the checksum load with a warning. Loading and ONNX export
+refuse weights with NaN or inf, naming the tensor. The fingerprint a gallery records for a loaded
+model is the same function, so it equals the stored checksum (one source).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,9 @@ __all__ = [
     "METADATA_KEY",
     "FORMAT_KEY",
     "FORMAT_VERSION",
+    "CHECKSUM_KEY",
+    "check_finite",
+    "read_checksum",
     "save_model",
     "read_config",
     "load_model",
@@ -36,6 +46,7 @@ __all__ = [
 METADATA_KEY = "marginface.model_config"
 FORMAT_KEY = "marginface.format"
 FORMAT_VERSION = "1"
+CHECKSUM_KEY = "marginface.tensors_sha256"
 _PREPROCESSING_FIELDS = {f.name for f in dataclasses.fields(Preprocessing)}
 
 
@@ -63,14 +74,13 @@ def save_model(model: nn.Module, path: str | Path, **overrides: Any) -> ModelCon
         preprocessing = dataclasses.replace(config.preprocessing, **overrides)
         config = dataclasses.replace(config, preprocessing=preprocessing)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {METADATA_KEY: json.dumps(config.to_dict()), FORMAT_KEY: FORMAT_VERSION}
+    metadata = {METADATA_KEY: json.dumps(config.to_dict()), FORMAT_KEY: FORMAT_VERSION,
+                CHECKSUM_KEY: model_fingerprint(tensors)}
     atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
     return config
 
 
-def read_config(path: str | Path) -> ModelConfig:
-    """The :class:`ModelConfig` stored in a model file, without loading the weights."""
-    path = Path(path)
+def _metadata(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
     try:
@@ -80,13 +90,55 @@ def read_config(path: str | Path) -> ModelConfig:
         raise ValueError(f"{path} is not a safetensors file: {error}") from error
     if METADATA_KEY not in metadata:
         raise ValueError(f"{path} has no '{METADATA_KEY}' metadata; not a marginface model file")
-    return ModelConfig.from_dict(json.loads(metadata[METADATA_KEY]))
+    return metadata
+
+
+def _config(path: Path, metadata: Mapping[str, str]) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(json.loads(metadata[METADATA_KEY]))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        raise ValueError(f"{path}: metadata '{METADATA_KEY}' is not a valid model config: "
+                         f"{error}") from error
+
+
+def read_config(path: str | Path) -> ModelConfig:
+    """The :class:`ModelConfig` stored in a model file, without loading the weights."""
+    path = Path(path)
+    return _config(path, _metadata(path))
+
+
+def read_checksum(path: str | Path) -> str | None:
+    """The tensor checksum stored in a model file (None for a file written before it)."""
+    return _metadata(Path(path)).get(CHECKSUM_KEY)
+
+
+def check_finite(state: Mapping[str, torch.Tensor], where: str) -> None:
+    """ValueError naming the first tensor of ``state`` that holds NaN or inf."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"{where}: tensor {name!r} {tuple(tensor.shape)} holds {bad} "
+                             "non-finite value(s) (NaN or inf): the weights are unusable "
+                             "(diverged training or a corrupt file)")
+
+
+def _verify(path: Path, state: Mapping[str, torch.Tensor], stored: str | None) -> None:
+    if stored is None:
+        warnings.warn(f"{path} carries no tensor checksum (written before marginface stored "
+                      "one): loaded unverified; save it again to add one", stacklevel=3)
+    else:
+        actual = model_fingerprint(state)
+        if actual != stored:
+            raise ValueError(f"{path}: tensor checksum mismatch: the file says sha256 {stored}, "
+                             f"its tensors give {actual}; the file is corrupt or was altered")
+    check_finite(state, str(path))
 
 
 def load_model(path: str | Path) -> nn.Module:
     """Rebuild the model saved by :func:`save_model` (in eval mode) with its stored config."""
     path = Path(path)
-    config = read_config(path)
+    metadata = _metadata(path)
+    config = _config(path, metadata)
     model = create_model(
         config.name,
         input_size=config.input_size,
@@ -104,6 +156,7 @@ def load_model(path: str | Path) -> nn.Module:
             f"{path}: weights do not match model {config.name!r}: missing {sorted(missing)[:5]}, "
             f"unexpected {sorted(unexpected)[:5]}"
         )
+    _verify(path, state, metadata.get(CHECKSUM_KEY))  # after the names: a clearer error first
     model.load_state_dict(state, strict=True)
     model.config = config
     return model.eval()

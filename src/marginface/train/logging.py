@@ -57,7 +57,7 @@ class RunLogger:
             if resume_step is not None and path.is_file():
                 _truncate(path, columns, resume_step)
             else:
-                with path.open("w", newline="") as handle:
+                with atomic_write(path, "w", newline="") as handle:
                     csv.writer(handle).writerow(columns)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # slow import, only when used

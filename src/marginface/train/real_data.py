@@ -9,9 +9,9 @@ Crops: an image already at the input size is used as it is; otherwise it is alig
 5-point landmarks when they are known (LFW), else centre-cropped to the input's aspect and resized
 (``marginface.data.align.center_crop``; the ORL recipe).
 
-Unreadable images: without ``data.skip_unreadable`` every file is checked (``PIL verify``) before
-training and the first bad one is an error naming it; with it, bad files are left out and counted
-in ``dataset.skipped`` (reported in summary.json).
+Unreadable images: without ``data.skip_unreadable`` every file (or .rec record: header and image)
+is checked (``PIL verify``) before training and the first bad one is an error naming it; with it,
+bad files or records are left out and counted in ``dataset.skipped`` (reported in summary.json).
 """
 
 from __future__ import annotations
@@ -170,7 +170,11 @@ def _build_real_dataset(config: DataConfig, input_size: tuple[int, int]) -> Data
                                 people_file=config.people_file,
                                 validation_folds=config.validation_folds)
     if config.kind == "rec":
-        return RecordDataset(path, transform=crop)
+        # every record header is checked at open and every image decode-checked here, so a
+        # corrupt record stops the run now (or is skipped and counted), not at a later step
+        records = RecordDataset(path, transform=crop, skip_unreadable=config.skip_unreadable)
+        records.check_images()
+        return records
     require_dir(path, "data.path: image folder")
     dataset = ImageFolderDataset(path, transform=crop, skip_undecodable=config.skip_unreadable)
     names = [n for n in (config.identities or dataset.classes)

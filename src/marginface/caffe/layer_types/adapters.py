@@ -19,7 +19,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from marginface.caffe.layer_types.base import CaffeLayer, Shape, canonical_axis, sub
+from marginface.caffe.layer_types.base import (
+    MAX_NUM_OUTPUT,
+    CaffeLayer,
+    Shape,
+    canonical_axis,
+    int_field,
+    sub,
+)
 from marginface.caffe.prototxt import Message
 
 __all__ = ["LibraryLayer", "LIBRARY_LAYER_TYPES"]
@@ -106,6 +113,10 @@ LIBRARY_LAYER_TYPES: dict[str, Callable[[Message, Sequence[Shape], int], dict[st
 }
 
 
+_NUM_OUTPUT_PARAM = {"InnerProduct": "inner_product_param",
+                     "MarginInnerProduct": "margin_inner_product_param"}
+
+
 class LibraryLayer(CaffeLayer):
     """One ``marginface.caffe.margin_layers`` module in a net; TRAIN/TEST follows the net phase."""
 
@@ -121,6 +132,9 @@ class LibraryLayer(CaffeLayer):
             raise ValueError(f"{self.where}: the layer {self.caffe_type} is not available "
                              f"in marginface.caffe.margin_layers ({error})") from error
         self.inner: nn.Module | None = None
+        if self.caffe_type in _NUM_OUTPUT_PARAM:  # checked here: out_shapes reads it first
+            int_field(sub(layer, _NUM_OUTPUT_PARAM[self.caffe_type]), "num_output", self.where,
+                      minimum=1, maximum=MAX_NUM_OUTPUT)
 
     def setup(self, shapes: Sequence[Shape]) -> None:
         kwargs = LIBRARY_LAYER_TYPES[self.caffe_type](self.layer, shapes, self.n_tops)
@@ -133,8 +147,7 @@ class LibraryLayer(CaffeLayer):
     def out_shapes(self, shapes: Sequence[Shape]) -> list[Shape]:
         kind = self.caffe_type
         if kind in ("InnerProduct", "MarginInnerProduct"):
-            param = sub(self.layer, "inner_product_param" if kind == "InnerProduct"
-                        else "margin_inner_product_param")
+            param = sub(self.layer, _NUM_OUTPUT_PARAM[kind])
             axis = canonical_axis(int(param.get("axis", 1)), len(shapes[0]), self.where)
             out: list[Shape] = [(*shapes[0][:axis], int(param.get("num_output")))]
             return out + [(1,)] * (self.n_tops - 1)

@@ -15,7 +15,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.caffe.fillers import fill
-from marginface.caffe.layer_types.base import CaffeLayer, Shape, hw_pair, sub
+from marginface.caffe.layer_types.base import (
+    MAX_NUM_OUTPUT,
+    CaffeLayer,
+    Shape,
+    hw_pair,
+    int_field,
+    sub,
+)
 from marginface.caffe.prototxt import Message
 
 __all__ = ["Convolution"]
@@ -29,13 +36,15 @@ class Convolution(CaffeLayer):
         p = sub(layer, "convolution_param")
         if not p.has("num_output"):
             raise ValueError(f"{self.where}: convolution_param.num_output is required")
-        self.num_output = int(p.get("num_output"))
+        self.num_output = int_field(p, "num_output", self.where, minimum=1,
+                                    maximum=MAX_NUM_OUTPUT)
         self.kernel = hw_pair(p, "kernel_size", None, self.where)
         self.pad = hw_pair(p, "pad", 0, self.where)
         self.stride = hw_pair(p, "stride", 1, self.where)
         self.dilation = hw_pair(p, "dilation", 1, self.where)
         self.depthwise = self.caffe_type == "DepthwiseConvolution"
-        self.group: int | None = int(p.get("group")) if p.has("group") else None
+        self.group: int | None = (int_field(p, "group", self.where, minimum=1,
+                                            maximum=MAX_NUM_OUTPUT) if p.has("group") else None)
         if self.group is None and not self.depthwise:
             self.group = 1
         self.bias_term = bool(p.get("bias_term", True))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from marginface.caffe.layer_types.base import sub
+from marginface.caffe.layer_types.base import MAX_NUM_OUTPUT, MAX_WINDOW, int_field, int_values, sub
 from marginface.caffe.prototxt import Message
 
 __all__ = ["DataLayerInfo", "DATA_LAYER_TYPES"]
@@ -48,17 +48,21 @@ class DataLayerInfo:
         t = sub(layer, "transform_param")
         kind = str(layer.get("type"))
         param = sub(layer, "image_data_param" if kind == "ImageData" else "data_param")
-        shapes = [tuple(int(d) for d in s.get_all("dim"))
+        where = f"layer {layer.get('name')!r} ({kind})"
+        shapes = [tuple(int_values(s, "dim", where))
                   for s in sub(layer, "input_param").get_all("shape")]
         return cls(
             name=str(layer.get("name")), type=kind, tops=[str(x) for x in layer.get_all("top")],
             phase=phase, scale=float(t.get("scale", 1.0)),
             mean_value=[float(v) for v in t.get_all("mean_value")],
-            mean_file=t.get("mean_file"), crop_size=int(t.get("crop_size", 0)),
+            mean_file=t.get("mean_file"),
+            crop_size=int_field(t, "crop_size", where, default=0, maximum=MAX_WINDOW),
             mirror=bool(t.get("mirror", False)),
-            batch_size=int(param.get("batch_size")) if param.has("batch_size") else None,
+            batch_size=(int_field(param, "batch_size", where, minimum=1, maximum=MAX_NUM_OUTPUT)
+                        if param.has("batch_size") else None),
             source=param.get("source"), root_folder=param.get("root_folder"),
-            new_height=int(param.get("new_height", 0)), new_width=int(param.get("new_width", 0)),
+            new_height=int_field(param, "new_height", where, default=0, maximum=MAX_WINDOW),
+            new_width=int_field(param, "new_width", where, default=0, maximum=MAX_WINDOW),
             is_color=bool(param.get("is_color", True)), shapes=shapes)
 
     def transform(self, pixels: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
