@@ -6,20 +6,19 @@ import pytest
 import torch
 
 from marginface.heads import SphereFace2, UniFace
-from marginface.train.builders import build_head
 from marginface.train.config import load_config
 
 
 @pytest.mark.fault(kind="config (YAML)", fault="binary head option out of range",
-                   behaviour="ValueError naming the option and its value")
+                   behaviour="refused at config load: head.options.KEY, the head and the value")
 @pytest.mark.parametrize("name,option,value", [("sphereface2", "lambda_", 1.0),
                                                ("sphereface2", "margin_type", "Z"),
                                                ("uniface", "r", -2.0)])
 def test_binary_head_option_out_of_range_is_named(name, option, value):
-    config = load_config(None, ["train.max_steps=1", f"head.name={name}",
-                                f"head.options={{{option}: {value}}}"])
-    with pytest.raises(ValueError, match=rf"^{option} .*{value}"):
-        build_head(config.head, 8, 4)
+    # the head checks its options when the config is loaded, before any data or model
+    with pytest.raises(ValueError, match=rf"head\.options\.{option}: {name}: {option} .*{value}"):
+        load_config(None, ["train.max_steps=1", f"head.name={name}",
+                           f"head.options={{{option}: {value}}}"])
 
 
 @pytest.mark.fault(kind="head state", fault="binary head's bias NaN or inf (diverged run)",
