@@ -16,6 +16,7 @@ from PIL import Image
 
 import marginface.data.recpack as recpack
 from marginface.data import RecordDataset, pack_folder
+from marginface.data.decoding import BadImageError
 
 KEEPS_OLD = "the old file stays byte for byte; no temporary or partial file is left"
 
@@ -47,13 +48,13 @@ def test_pack_failing_mid_way_keeps_old_pair(tmp_path, monkeypatch):
 
 
 @pytest.mark.fault(kind=".rec/.idx writer (pack)", fault="an undecodable image in the folder",
-                   behaviour="an error naming the image (cannot identify image file); the old "
+                   behaviour="BadImageError naming the image (cannot read image); the old "
                              ".rec/.idx pair stays intact")
 def test_pack_bad_image_keeps_old_pair(tmp_path):
     out, before = _old_pair(tmp_path)
     new = make_faces(tmp_path / "new", {"x": 3}, seed=2)
     (new / "x" / "001.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    with pytest.raises(OSError, match="001.jpg"):
+    with pytest.raises(BadImageError, match="001.jpg: cannot read image"):
         pack_folder(new, out / "train.rec")
     assert snapshot(out) == before
 
