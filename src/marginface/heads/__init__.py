@@ -9,7 +9,12 @@ cross-entropy from ``loss(embeddings, labels)``. Heads are registered by name
 from marginface.heads.adaface import AdaFace
 from marginface.heads.base import MATMUL_DTYPES, Head
 from marginface.heads.curricular import CurricularFace
-from marginface.heads.elastic import ElasticArcFace, ElasticCosFace
+from marginface.heads.elastic import (
+    ElasticArcFace,
+    ElasticArcFacePlus,
+    ElasticCosFace,
+    ElasticCosFacePlus,
+)
 from marginface.heads.fused import (
     BatchStats,
     LogitSpec,
@@ -57,6 +62,8 @@ __all__ = [
     "MagFace",
     "ElasticArcFace",
     "ElasticCosFace",
+    "ElasticArcFacePlus",
+    "ElasticCosFacePlus",
     "SubCenterArcFace",
     "SubCenterCleaning",
     "subcenter_cleaning",
