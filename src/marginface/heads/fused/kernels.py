@@ -147,13 +147,6 @@ def finish_weight_grad(gw: Tensor, w: Tensor, inv: Tensor, out: Tensor) -> None:
     out.addcmul_(w, dots.unsqueeze(1), value=-1.0)
 
 
-def _bound(ref: Callable, fn: Callable, scale: float) -> Callable:
-    """``ref`` with the head's ``n`` and ``s`` bound (compiled once per key (name, n, s))."""
-    def kernel(*args):
-        return ref(fn, scale, *args)
-    return kernel
-
-
 def negatives_rowsum_max(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift: Tensor,
                          params: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
     """``(sum_j exp(z_ij + neg_shift_i), max_j z_ij)`` with ``z = s n(clamp(r col / s))``.
@@ -163,8 +156,10 @@ def negatives_rowsum_max(fn: Callable, scale: float, r: Tensor, col: Tensor, neg
     of shape (batch, 1); both results in float32 (or r's dtype if wider).
     """
     if _wants_compiled(r):
+        # The head's n and s are bound in a closure: one generated kernel per (n, s).
         ok, out = _run_compiled(("negatives_rowsum_max", fn, scale),
-                                _bound(_ref_neg_rowsum_max, fn, scale), r, col, neg_shift, params)
+                                lambda *a: _ref_neg_rowsum_max(fn, scale, *a), r, col, neg_shift,
+                                params)
         if ok:
             return out  # type: ignore[return-value]
     return _ref_neg_rowsum_max(fn, scale, r, col, neg_shift, params)
@@ -178,8 +173,9 @@ def negatives_grad(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift
     of ``r`` set to -inf give a finite value: the caller overwrites them (the target entries).
     """
     if _wants_compiled(r):
-        if _run_compiled(("negatives_grad", fn, scale), _bound(_ref_neg_grad, fn, scale), r,
-                         col, neg_shift, params, out)[0]:
+        if _run_compiled(("negatives_grad", fn, scale),
+                         lambda *a: _ref_neg_grad(fn, scale, *a), r, col, neg_shift, params,
+                         out)[0]:
             return out
     _ref_neg_grad(fn, scale, r, col, neg_shift, params, out)
     return out
