@@ -179,7 +179,8 @@ def run(classes_list: list[int], batch: int, dim: int, warmup: int, steps: int,
 
 
 MODERN_HEADS = ("curricularface", "adaface", "magface", "elasticface_arc", "elasticface_cos",
-                "subcenter_arcface", "sphereface2", "uniface")
+                "elasticface_arc_plus", "elasticface_cos_plus", "subcenter_arcface", "sphereface2",
+                "uniface")
 FUSED = ("fused_fp32", "fused_bf16")
 SUBCENTER_FALLBACK = 300_000
 

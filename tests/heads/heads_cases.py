@@ -17,6 +17,7 @@ TEST_OPTIONS = {"normface": _SMALL_SCALE, "cosface": {**_SMALL_SCALE, "margin": 
                 "curricularface": {**_SMALL_SCALE, "t": 0.2}, "adaface": _SMALL_SCALE,
                 "magface": {**_SMALL_SCALE, "l_a": 1.0, "u_a": 6.0, "lambda_g": 2.0},
                 "elasticface_arc": _SMALL_SCALE, "elasticface_cos": _SMALL_SCALE,
+                "elasticface_arc_plus": _SMALL_SCALE, "elasticface_cos_plus": _SMALL_SCALE,
                 "subcenter_arcface": {**_SMALL_SCALE, "margin": 0.5},
                 "sphereface2": _SMALL_SCALE, "uniface": _SMALL_SCALE}
 
@@ -49,7 +50,8 @@ HEAD_FACTORIES.update({
 # Heads whose target is not a fixed function of cos theta_y (it depends on the norm, moving state
 # or a draw), without ``detach_margin``/``target_logit``; tests/heads/test_modern_heads.py
 # restates each of them.
-ADAPTIVE_KINDS = ["curricularface", "adaface", "magface", "elasticface_arc", "elasticface_cos"]
+ADAPTIVE_KINDS = ["curricularface", "adaface", "magface", "elasticface_arc", "elasticface_cos",
+                  "elasticface_arc_plus", "elasticface_cos_plus"]
 # One-vs-all heads: scores with a learnable bias and a binary loss, not the softmax CE of their
 # logits (tests/heads/test_binary_heads.py restates them).
 BINARY_KINDS = ["sphereface2", "uniface"]

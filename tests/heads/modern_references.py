@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["psi", "curricular_loss", "adaface_loss", "magface_loss", "elastic_loss"]
+__all__ = ["psi", "curricular_loss", "adaface_loss", "magface_loss", "elastic_loss",
+           "elastic_plus_margins"]
 
 
 def psi(phi: Tensor) -> Tensor:
@@ -71,3 +72,11 @@ def elastic_loss(x, w, y, margins, *, scale, arc):
     cos_y = cos.gather(1, y[:, None]).squeeze(1)
     target = psi(torch.acos(cos_y) + margins) if arc else cos_y - margins
     return _ce(cos, y, target, scale)
+
+
+def elastic_plus_margins(x, w, y, draws):
+    """Boutros et al. 2022, Sec. 3.3 (ElasticFace+): the sample far from its class centre gets the
+    large margin. Rank r (0: the smallest target cosine) takes the r-th largest draw."""
+    cos_y = _cos(x.detach(), w.detach()).gather(1, y[:, None]).squeeze(1)
+    rank = torch.argsort(torch.argsort(cos_y))
+    return torch.sort(draws, descending=True).values[rank]

@@ -17,16 +17,25 @@ from heads_cases import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from modern_references import adaface_loss, curricular_loss, elastic_loss, magface_loss
+from modern_references import (
+    adaface_loss,
+    curricular_loss,
+    elastic_loss,
+    elastic_plus_margins,
+    magface_loss,
+)
 
 from marginface.heads import (
     AdaFace,
     CurricularFace,
     ElasticArcFace,
+    ElasticArcFacePlus,
     ElasticCosFace,
+    ElasticCosFacePlus,
     MagFace,
     fused_cross_entropy,
 )
+from marginface.heads.elastic import assign_by_target_cos
 from marginface.heads.fused import batch_stats
 
 D, C, B = 6, 7, 9
@@ -50,6 +59,10 @@ def _heads():
                                                   block_size=2),
         "elasticface_cos": lambda: ElasticCosFace(D, C, scale=4.0, margin=0.35, std=0.1, seed=4,
                                                   block_size=2),
+        "elasticface_arc_plus": lambda: ElasticArcFacePlus(D, C, scale=4.0, margin=0.5, std=0.1,
+                                                           seed=5, block_size=2),
+        "elasticface_cos_plus": lambda: ElasticCosFacePlus(D, C, scale=4.0, margin=0.35,
+                                                           std=0.1, seed=6, block_size=2),
     }
 
 
@@ -70,9 +83,11 @@ def _reference(name, head, x, w, y, train):
         gen.set_state(head.rng_state.clone())
         margins = torch.normal(head.margin, head.std, (x.shape[0],), generator=gen,
                                dtype=torch.float64)
+        if name.endswith("_plus"):
+            margins = elastic_plus_margins(x, w, y, margins)
     else:
         margins = torch.full((x.shape[0],), head.margin, dtype=torch.float64)
-    return elastic_loss(x, w, y, margins, scale=head.scale, arc=name == "elasticface_arc")
+    return elastic_loss(x, w, y, margins, scale=head.scale, arc="_arc" in name)
 
 
 def _grads(loss, *inputs):
@@ -116,7 +131,8 @@ def _state(head):
     return {k: v.clone() for k, v in head.state_dict().items() if k != "weight"}
 
 
-STATEFUL = ["curricularface", "adaface", "elasticface_arc", "elasticface_cos"]
+STATEFUL = ["curricularface", "adaface", "elasticface_arc", "elasticface_cos",
+            "elasticface_arc_plus", "elasticface_cos_plus"]
 
 
 @pytest.mark.parametrize("name", STATEFUL)
@@ -237,8 +253,9 @@ def _finite_step(head, x, y, precision):
        norm=st.sampled_from(["low", "high", "mid"]))
 def test_finite_at_cos_pm1_at_the_norm_clamps_and_under_autocast(name, precision, angle, norm):
     head = {"curricularface": CurricularFace, "adaface": AdaFace, "magface": MagFace,
-            "elasticface_arc": ElasticArcFace,
-            "elasticface_cos": ElasticCosFace}[name](D, C - 2, block_size=2)
+            "elasticface_arc": ElasticArcFace, "elasticface_cos": ElasticCosFace,
+            "elasticface_arc_plus": ElasticArcFacePlus,
+            "elasticface_cos_plus": ElasticCosFacePlus}[name](D, C - 2, block_size=2)
     clamps = {"magface": (10.0, 110.0), "adaface": (0.001, 100.0)}.get(name, (1e-3, 50.0))
     value = {"low": clamps[0], "high": clamps[1], "mid": sum(clamps) / 2}[norm]
     theta = torch.tensor([angle, angle, 0.0, math.pi], dtype=torch.float64)
@@ -265,6 +282,8 @@ def test_finite_at_cos_pm1_at_the_norm_clamps_and_under_autocast(name, precision
     (lambda v: ElasticCosFace(D, C, std=v), "std", float("nan")),
     (lambda v: ElasticArcFace(D, C, seed=v), "seed", -1),
     (lambda v: ElasticArcFace(D, C, seed=v), "seed", 1.5),
+    (lambda v: ElasticArcFacePlus(D, C, std=v), "std", -0.01),
+    (lambda v: ElasticCosFacePlus(D, C, seed=v), "seed", -2),
 ])
 def test_bad_parameters_are_named(build, name, value):
     with pytest.raises(ValueError, match=name):
@@ -283,6 +302,9 @@ def test_paper_defaults():
     arc, cos = ElasticArcFace(D, C), ElasticCosFace(D, C)
     assert (arc.scale, arc.margin, arc.std, cos.scale, cos.margin, cos.std) == (
         64.0, 0.5, 0.05, 64.0, 0.35, 0.05)
+    arc, cos = ElasticArcFacePlus(D, C), ElasticCosFacePlus(D, C)  # the authors' configs
+    assert (arc.scale, arc.margin, arc.std, cos.scale, cos.margin, cos.std) == (
+        64.0, 0.5, 0.0175, 64.0, 0.35, 0.02)
 
 
 def test_magface_margin_grows_with_the_magnitude_and_magnitude_is_the_quality_score():
@@ -294,3 +316,30 @@ def test_magface_margin_grows_with_the_magnitude_and_magnitude_is_the_quality_sc
     torch.testing.assert_close(head.magnitude(x), x.norm(dim=1))
     g = head.g(norms)  # g decreasing on [l_a, u_a]: its minimum is at u_a (a* = u_a)
     assert bool((g[1:4].diff() < 0).all())
+
+
+@pytest.mark.parametrize("cls", [ElasticArcFacePlus, ElasticCosFacePlus])
+def test_elastic_plus_gives_the_largest_margin_to_the_sample_farthest_from_its_centre(cls):
+    head = cls(D, C - 2, std=0.1, seed=7).double().train()
+    theta = torch.tensor([0.3, 1.2, 0.1, 2.5, 0.7, 1.9], dtype=torch.float64)
+    x = rotation_embeddings(theta, D, norm=3.0)
+    with torch.no_grad():
+        head.weight.copy_(basis_weight(C - 2, D, torch.float64))
+    y = torch.zeros(theta.shape[0], dtype=torch.long)
+    draws = head.draw_margins(theta.shape[0])
+    head.rng_state.copy_(torch.Generator().manual_seed(7).get_state())  # the same draws again
+    head.loss(x, y)
+    cos_y = torch.nn.functional.normalize(x)[:, 0]  # class 0 is the first basis vector
+    torch.testing.assert_close(cos_y, torch.cos(theta))
+    order = torch.argsort(theta)  # closest to its centre first
+    assert bool((head._drawn[order].diff() > 0).all())  # farther: strictly larger margin
+    torch.testing.assert_close(torch.sort(head._drawn).values, torch.sort(draws).values,
+                               rtol=0, atol=0)  # the same draws, only reassigned
+
+
+def test_assign_by_target_cos_keeps_batch_order_on_ties():
+    margins = torch.tensor([0.4, 0.1, 0.3, 0.2], dtype=torch.float64)
+    cos = torch.tensor([0.5, 0.5, 0.9, 0.5], dtype=torch.float64)
+    # sorted cos (stable, descending): rows 2, 0, 1, 3 get 0.1, 0.2, 0.3, 0.4
+    torch.testing.assert_close(assign_by_target_cos(margins, cos),
+                               torch.tensor([0.2, 0.3, 0.1, 0.4], dtype=torch.float64))

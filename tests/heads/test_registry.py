@@ -14,7 +14,9 @@ from marginface.heads import (
     CosFace,
     CurricularFace,
     ElasticArcFace,
+    ElasticArcFacePlus,
     ElasticCosFace,
+    ElasticCosFacePlus,
     Head,
     MagFace,
     NormFace,
@@ -37,6 +39,7 @@ BUILTIN = {"softmax": Softmax, "normface": NormFace, "cosface": CosFace, "amsoft
            "arcface": ArcFace, "combined": CombinedMargin, "sphereface": SphereFace,
            "curricularface": CurricularFace, "adaface": AdaFace, "magface": MagFace,
            "elasticface_arc": ElasticArcFace, "elasticface_cos": ElasticCosFace,
+           "elasticface_arc_plus": ElasticArcFacePlus, "elasticface_cos_plus": ElasticCosFacePlus,
            "subcenter_arcface": SubCenterArcFace, "sphereface2": SphereFace2, "uniface": UniFace}
 
 

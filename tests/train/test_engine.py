@@ -173,7 +173,8 @@ def test_training_step_uses_the_fused_loss(tmp_path, monkeypatch):
     assert len(calls) == 2 and all(spec.kind == "margin" and spec.m2 == 0.5 for spec in calls)
 
 
-@pytest.mark.parametrize("head_name", ["curricularface", "adaface", "elasticface_arc"])
+@pytest.mark.parametrize("head_name", ["curricularface", "adaface", "elasticface_arc",
+                                       "elasticface_cos_plus"])
 def test_exact_resume_of_a_head_with_moving_state(tmp_path, head_name):
     """t, the norm statistics and the margin generator are checkpointed and resume exactly."""
     from marginface.heads import create_head

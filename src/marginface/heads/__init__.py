@@ -11,7 +11,12 @@ from marginface.heads.adaface import AdaFace
 from marginface.heads.base import MATMUL_DTYPES, Head
 from marginface.heads.binary import BinaryHead
 from marginface.heads.curricular import CurricularFace
-from marginface.heads.elastic import ElasticArcFace, ElasticCosFace
+from marginface.heads.elastic import (
+    ElasticArcFace,
+    ElasticArcFacePlus,
+    ElasticCosFace,
+    ElasticCosFacePlus,
+)
 from marginface.heads.fused import (
     BatchStats,
     LogitSpec,
@@ -61,6 +66,8 @@ __all__ = [
     "MagFace",
     "ElasticArcFace",
     "ElasticCosFace",
+    "ElasticArcFacePlus",
+    "ElasticCosFacePlus",
     "SubCenterArcFace",
     "BinaryHead",
     "SphereFace2",

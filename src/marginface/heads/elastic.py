@@ -11,13 +11,22 @@ The draws come from the head's own generator, seeded by ``seed``; its state is t
 ``rng_state``, so it is saved in ``state_dict`` and a resumed run draws what the uninterrupted
 one would. One draw of the *global* batch's margins per training step (``update_state``; the
 sharded classifier keeps the generator whole on every rank, so all ranks draw the same margins).
-Outside training (eval-mode ``loss``) the margin is the mean ``m``. The ElasticFace+ variant
-(margins sorted by the target cosine) is not implemented.
+Outside training (eval-mode ``loss``) the margin is the mean ``m``.
+
+ElasticFace+ (``ElasticArcFacePlus``, ``ElasticCosFacePlus``; paper Sec. 3.3): the batch's draws
+are sorted and handed out by the samples' target cosines, so that a sample far from its class
+centre (small ``cos theta_y``) gets a large margin and vice versa: the k-th largest target cosine
+gets the k-th smallest margin (``assign_by_target_cos``; ties keep the batch order). The target
+cosines are the global batch's (``BatchStats``, all-reduced in the sharded loss), so every rank
+assigns alike. Defaults from the authors' configs: sigma = 0.0175 (Arc+), 0.02 (Cos+). (The
+authors' code indexes the sorted margins with the sort permutation, a gather, which in general
+does not give the farthest sample the largest margin; this follows the paper's text.)
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -27,7 +36,8 @@ from marginface.heads.margin import ArcFace, CosFace
 from marginface.heads.spec_logits import angle_shift_target, stateful_logits
 from marginface.validation import check_non_negative
 
-__all__ = ["ElasticArcFace", "ElasticCosFace"]
+__all__ = ["ElasticArcFace", "ElasticCosFace", "ElasticArcFacePlus", "ElasticCosFacePlus",
+           "assign_by_target_cos"]
 
 
 def _arc(cos: Tensor, norm: Tensor, m: Tensor) -> tuple[Tensor, Tensor, None]:
@@ -39,16 +49,30 @@ def _cos(cos: Tensor, norm: Tensor, m: Tensor) -> tuple[Tensor, Tensor, None]:
     return cos - m, torch.ones_like(cos), None
 
 
+def assign_by_target_cos(margins: Tensor, target_cos: Tensor) -> Tensor:
+    """ElasticFace+: ``margins`` sorted and re-assigned, the largest to the smallest target cosine.
+
+    The sample with the k-th largest ``target_cos`` gets the k-th smallest margin; equal cosines
+    keep their batch order (a stable sort), so the assignment is reproducible.
+    """
+    closest_first = torch.sort(target_cos, descending=True, stable=True).indices
+    out = torch.empty_like(margins)
+    out[closest_first.to(margins.device)] = torch.sort(margins).values
+    return out
+
+
 class _Elastic:
     """The margin draws shared by both variants (mixed into ArcFace / CosFace)."""
 
     rng_state: Tensor
     margin: float
     training: bool
+    plus: ClassVar[bool] = False  # ElasticFace+: draws assigned by the target cosines
+    default_std: ClassVar[float] = 0.05  # std=None: the variant's default (the authors' configs)
     _target = staticmethod(_arc)
 
-    def _init_draws(self, std: float, seed: int) -> None:
-        self.std = check_non_negative("std", std)
+    def _init_draws(self, std: float | None, seed: int) -> None:
+        self.std = check_non_negative("std", self.default_std if std is None else std)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.seed = seed
@@ -64,7 +88,8 @@ class _Elastic:
         return m
 
     def update_state(self, stats: BatchStats) -> None:
-        self._drawn = self.draw_margins(stats.labels.shape[0]).to(stats.norms.device)
+        drawn = self.draw_margins(stats.labels.shape[0]).to(stats.norms.device)
+        self._drawn = assign_by_target_cos(drawn, stats.target_cos) if self.plus else drawn
 
     def logit_spec(self, stats: BatchStats | None = None) -> LogitSpec:
         if self.training and self._drawn is not None:
@@ -79,10 +104,13 @@ class _Elastic:
 
 
 class ElasticArcFace(_Elastic, ArcFace):
-    """ElasticFace-Arc: target ``s cos(theta_y + m_i)``, ``m_i ~ N(margin, std)`` per step."""
+    """ElasticFace-Arc: target ``s cos(theta_y + m_i)``, ``m_i ~ N(margin, std)`` per step.
+
+    ``std=None`` is the variant's default: 0.05 here, 0.0175 for ``ElasticArcFacePlus``.
+    """
 
     def __init__(self, embedding_dim: int, num_classes: int, *, scale: float = 64.0,
-                 margin: float = 0.5, std: float = 0.05, seed: int = 0,
+                 margin: float = 0.5, std: float | None = None, seed: int = 0,
                  block_size: int | None = None,
                  matmul_dtype: torch.dtype = torch.float32) -> None:
         ArcFace.__init__(self, embedding_dim, num_classes, scale=scale, margin=margin,
@@ -94,12 +122,15 @@ class ElasticArcFace(_Elastic, ArcFace):
 
 
 class ElasticCosFace(_Elastic, CosFace):
-    """ElasticFace-Cos: target ``s (cos theta_y - m_i)``, ``m_i ~ N(margin, std)`` per step."""
+    """ElasticFace-Cos: target ``s (cos theta_y - m_i)``, ``m_i ~ N(margin, std)`` per step.
+
+    ``std=None`` is the variant's default: 0.05 here, 0.02 for ``ElasticCosFacePlus``.
+    """
 
     _target = staticmethod(_cos)
 
     def __init__(self, embedding_dim: int, num_classes: int, *, scale: float = 64.0,
-                 margin: float = 0.35, std: float = 0.05, seed: int = 0,
+                 margin: float = 0.35, std: float | None = None, seed: int = 0,
                  block_size: int | None = None,
                  matmul_dtype: torch.dtype = torch.float32) -> None:
         CosFace.__init__(self, embedding_dim, num_classes, scale=scale, margin=margin,
@@ -108,3 +139,21 @@ class ElasticCosFace(_Elastic, CosFace):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, std={self.std}, seed={self.seed}"
+
+
+class ElasticArcFacePlus(ElasticArcFace):
+    """ElasticFace-Arc+: the draws of ``N(margin, std)`` sorted, the largest to the smallest
+    ``cos theta_y`` (``assign_by_target_cos``); target ``s cos(theta_y + m_i)``; std 0.0175."""
+
+    needs_target_cos = True
+    plus = True
+    default_std = 0.0175
+
+
+class ElasticCosFacePlus(ElasticCosFace):
+    """ElasticFace-Cos+: the draws of ``N(margin, std)`` sorted, the largest to the smallest
+    ``cos theta_y`` (``assign_by_target_cos``); target ``s (cos theta_y - m_i)``; std 0.02."""
+
+    needs_target_cos = True
+    plus = True
+    default_std = 0.02

@@ -14,7 +14,12 @@ from typing import Any
 from marginface.heads.adaface import AdaFace
 from marginface.heads.base import Head
 from marginface.heads.curricular import CurricularFace
-from marginface.heads.elastic import ElasticArcFace, ElasticCosFace
+from marginface.heads.elastic import (
+    ElasticArcFace,
+    ElasticArcFacePlus,
+    ElasticCosFace,
+    ElasticCosFacePlus,
+)
 from marginface.heads.magface import MagFace
 from marginface.heads.margin import AMSoftmax, ArcFace, CombinedMargin, CosFace, NormFace
 from marginface.heads.softmax import Softmax
@@ -38,6 +43,8 @@ _BUILTIN: dict[str, type[Head]] = {
     "magface": MagFace,
     "elasticface_arc": ElasticArcFace,
     "elasticface_cos": ElasticCosFace,
+    "elasticface_arc_plus": ElasticArcFacePlus,
+    "elasticface_cos_plus": ElasticCosFacePlus,
     "subcenter_arcface": SubCenterArcFace,
     "sphereface2": SphereFace2,
     "uniface": UniFace,

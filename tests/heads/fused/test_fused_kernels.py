@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 
+from marginface.heads.curricular import CurricularFace, curricular_negatives
 from marginface.heads.fused import fused_margin_cross_entropy, fused_softmax_cross_entropy, kernels
 
 needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
@@ -119,3 +120,57 @@ def test_small_or_float64_blocks_stay_eager(monkeypatch):
     monkeypatch.setattr(kernels, "MIN_COMPILED_ELEMENTS", 0)
     r, col, neg = _block(torch.float64)
     kernels.exp_rowsum(r, col, neg.double())
+
+
+@needs_compiler
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_negatives_blocks_equal_eager(compiled, monkeypatch, dtype):
+    """CurricularFace's ``n`` traced into the generated kernels: same sums, maxima, gradients."""
+    r, col, neg = _block(dtype)
+    r[5, 2] = 0.9 * r[5, 2]  # hard and easy negatives on both sides of the thresholds
+    gen = torch.Generator().manual_seed(1)
+    params = (0.5 * torch.rand(r.shape[0], 1, generator=gen) + 0.5,
+              torch.rand(r.shape[0], 1, generator=gen))
+    neg = -(r.float() * col).amax(1, keepdim=True)
+    got = kernels.negatives_rowsum_max(curricular_negatives, 64.0, r, col, neg, params)
+    want = _eager(monkeypatch, kernels.negatives_rowsum_max, curricular_negatives, 64.0, r, col,
+                  neg, params)
+    for g, e in zip(got, want, strict=True):
+        torch.testing.assert_close(g, e, rtol=2e-5, atol=0)
+    out = torch.empty(r.shape, dtype=dtype)
+    kernels.negatives_grad(curricular_negatives, 64.0, r, col, neg, params, out)
+    ref = _eager(monkeypatch, kernels.negatives_grad, curricular_negatives, 64.0, r, col, neg,
+                 params, torch.empty(r.shape, dtype=dtype))
+    torch.testing.assert_close(out.float(), ref.float(),
+                               rtol=2e-5 if dtype == torch.float32 else 8e-3, atol=0)
+
+
+@needs_compiler
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_curricular_loss_with_compiled_blocks_equals_eager_and_float64(compiled, monkeypatch,
+                                                                       dtype):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(32, 16, generator=gen)
+    w = torch.randn(300, 16, generator=gen)
+    y = torch.randint(0, 300, (32,), generator=gen)
+
+    def run(precision=torch.float64, mm=torch.float32):
+        head = CurricularFace(16, 300, t=0.3, block_size=128, matmul_dtype=mm).eval()
+        head = head.to(precision)
+        with torch.no_grad():
+            head.weight.copy_(w)
+        xi = x.to(precision).requires_grad_()
+        loss = head.loss(xi, y)
+        return [loss, *torch.autograd.grad(loss, (xi, head.weight))]
+
+    got = run(torch.float32, dtype)
+    assert ("negatives_grad", curricular_negatives, 64.0) in kernels._state  # it ran generated
+    want = _eager(monkeypatch, run, torch.float32, dtype)
+    exact = run()
+    tol = 2e-5 if dtype == torch.float32 else 2e-2
+    for g, e, f in zip(got, want, exact, strict=True):
+        torch.testing.assert_close(g, e, rtol=tol, atol=tol * float(e.detach().abs().max()))
+        torch.testing.assert_close(g.double(), f, rtol=10 * tol,
+                                   atol=10 * tol * float(f.detach().abs().max()))

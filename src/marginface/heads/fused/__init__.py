@@ -6,7 +6,7 @@
 - ``blocks``: the two passes over the classes, one *block* of classes at a time (the only word
   used for it), and the block-size rule;
 - ``kernels``: the elementwise work per block (compiled with ``torch.compile`` on large CPU blocks);
-- ``negatives``: the slow path for heads that change the non-target logits;
+- ``negatives``: the blocks of heads that change the non-target logits (running max, one pass);
 - ``gradient_cache``: reuse of the weight gradient's memory between steps.
 """
 

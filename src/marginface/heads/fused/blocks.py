@@ -29,7 +29,7 @@ from torch import Tensor
 
 from marginface.heads.fp16_scale import fp16_gradient_scale
 from marginface.heads.fused import kernels
-from marginface.heads.fused.negatives import NegativeBlocks
+from marginface.heads.fused.negatives import NegativeBlocks, finish_lse
 
 __all__ = ["TARGET_WORKING_BYTES", "choose_block_size", "forward_lse", "backward_blocks",
            "accumulate_block", "block_targets"]
@@ -121,17 +121,19 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
     with it each block costs one exp pass and no max. Rows whose sum then falls so low that its
     terms would be subnormal are recomputed with a running max. ``shift=None`` always uses the
     running max (SphereFace, Softmax: their logits have no useful bound). ``negatives`` (with
-    ``shift=None``) maps each block's non-target logits before the sum.
+    ``shift=None``) maps each block's non-target logits before the sum, one pass per block
+    (``NegativeBlocks.accumulate``).
     """
     batch, dim = xm.shape
     num = weight.shape[0]
     if num == 0:
         return torch.full((batch,), -math.inf, dtype=compute_dtype, device=xm.device)
     wbuf = torch.empty(block * dim, dtype=xm.dtype, device=xm.device)
-    if shift is not None:
+    if shift is not None or negatives is not None:
         work = torch.empty(batch * block, dtype=xm.dtype, device=xm.device)
         total = torch.zeros(batch, dtype=compute_dtype, device=xm.device)
-        neg = (-shift).unsqueeze(1)
+        neg = None if shift is None else (-shift).unsqueeze(1)
+        run_max = torch.full((batch,), -math.inf, dtype=compute_dtype, device=xm.device)
         for b0 in range(0, num, block):
             b1 = min(b0 + block, num)
             wb, col = _weight_block(weight, inv_norm, b0, b1, xm.dtype, wbuf)
@@ -139,8 +141,13 @@ def forward_lse(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: Tenso
             rows, cols = block_targets(tgt_local, b0, b1)
             if rows.numel():
                 r[rows, cols] = -math.inf  # the target terms are added once, below
-            total += kernels.exp_rowsum(r, col, neg)
+            if negatives is None:
+                total += kernels.exp_rowsum(r, col, neg)
+            else:
+                run_max = negatives.accumulate(r, col, run_max, total)
         owned = (tgt_local >= 0).nonzero().squeeze(1)
+        if negatives is not None:
+            return finish_lse(run_max, total, tgt_logit, owned)
         total[owned] += torch.exp(tgt_logit[owned] - shift[owned])
         lse = shift + total.log()
         # Sums below 2^26 * tiny mean the largest terms were (nearly) subnormal: redo exactly.
@@ -200,7 +207,7 @@ def backward_blocks(xm: Tensor, weight: Tensor, bias: Tensor | None, inv_norm: T
     low = xm.dtype != compute_dtype
     fp16 = xm.dtype == torch.float16
     # g is needed in full precision first
-    exact_g = fp16 or grad_bias is not None or negatives is not None
+    exact_g = fp16 or grad_bias is not None
     grad_fn = kernels.grad_block if negatives is None else negatives.grad_block
     prod = torch.empty(batch * block, dtype=xm.dtype, device=xm.device)
     work = torch.empty(batch * block, dtype=compute_dtype, device=xm.device) if (

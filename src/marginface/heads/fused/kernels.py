@@ -4,7 +4,9 @@ Per block of ``n`` classes the fused loss does three things besides its matrix p
 
 - ``exp_rowsum``: ``sum_j exp(r_ij c_j - s_i)`` over the (batch, n) raw products ``r``;
 - ``grad_block``: ``g_ij = exp(r_ij c_j + b_j - s_i) c_j`` in the dtype of the next products;
-- ``finish_weight_grad``: ``dw = g - w <w, g> / |w|^2`` per row, the step through ``w / |w|``.
+- ``finish_weight_grad``: ``dw = g - w <w, g> / |w|^2`` per row, the step through ``w / |w|``;
+- ``negatives_rowsum_max`` and ``negatives_grad``: the same two block passes for heads that change
+  the non-target logits to ``s n(cos)`` (CurricularFace), with ``n`` traced into the kernel.
 
 ``c`` is ``1/|w_j|`` (or none), ``b`` the bias (or none), ``s`` the row shift. Eagerly each of
 these is several passes over the block, and the exp of the eager kernel is the slowest of them; on
@@ -23,11 +25,11 @@ import torch
 from torch import Tensor
 
 __all__ = ["MIN_COMPILED_ELEMENTS", "exp_rowsum", "grad_block", "finish_weight_grad",
-           "compiled_enabled"]
+           "negatives_rowsum_max", "negatives_grad", "compiled_enabled"]
 
 MIN_COMPILED_ELEMENTS = 1 << 20
 _COMPILED_DTYPES = (torch.float32, torch.bfloat16)
-_state: dict[str, object] = {"failed": False}
+_state: dict[object, object] = {"failed": False}
 
 
 def compiled_enabled() -> bool:
@@ -59,7 +61,25 @@ def _ref_finish(gw: Tensor, w: Tensor, inv: Tensor, out: Tensor) -> None:
     out.copy_(g - w * dots)
 
 
-def _compiled(name: str, fn: Callable) -> Callable | None:
+def _neg_cos(r: Tensor, col: Tensor, scale: float) -> Tensor:
+    # Target entries arrive as -inf: clamped to a finite cosine, masked or overwritten later.
+    return (r.to(col.dtype) * col / scale).clamp(-1.0, 1.0)
+
+
+def _ref_neg_rowsum_max(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift: Tensor,
+                        params: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    value, _ = fn(_neg_cos(r, col, scale), *params)
+    z = torch.where(r == -float("inf"), -float("inf"), value * scale)
+    return torch.exp(z + neg_shift).sum(1), z.amax(1)
+
+
+def _ref_neg_grad(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift: Tensor,
+                  params: tuple[Tensor, ...], out: Tensor) -> None:
+    value, grad = fn(_neg_cos(r, col, scale), *params)
+    out.copy_(torch.exp(value * scale + neg_shift) * grad * col)
+
+
+def _compiled(name: object, fn: Callable) -> Callable | None:
     """``torch.compile(fn)``, made once per process; None after any compile failure."""
     if _state["failed"]:
         return None
@@ -68,7 +88,7 @@ def _compiled(name: str, fn: Callable) -> Callable | None:
     return _state[name]  # type: ignore[return-value]
 
 
-def _run_compiled(name: str, fn: Callable, *args) -> tuple[bool, object]:
+def _run_compiled(name: object, fn: Callable, *args) -> tuple[bool, object]:
     """(True, result) from the generated kernel, or (False, None) to go eager."""
     compiled = _compiled(name, fn)
     if compiled is None:
@@ -125,3 +145,37 @@ def finish_weight_grad(gw: Tensor, w: Tensor, inv: Tensor, out: Tensor) -> None:
         out.copy_(gw)
     dots = torch.einsum("nd,nd->n", out, w).mul_(inv).mul_(inv)
     out.addcmul_(w, dots.unsqueeze(1), value=-1.0)
+
+
+def negatives_rowsum_max(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift: Tensor,
+                         params: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    """``(sum_j exp(z_ij + neg_shift_i), max_j z_ij)`` with ``z = s n(clamp(r col / s))``.
+
+    One pass over the (batch, n) raw products ``r`` (``s <x_hat, w_j>``, ``col = 1/|w_j|``);
+    entries set to -inf give ``z = -inf``. ``fn(cos, *params) -> (n, dn/dcos)`` with ``params``
+    of shape (batch, 1); both results in float32 (or r's dtype if wider).
+    """
+    if _wants_compiled(r):
+        # The head's n and s are bound in a closure: one generated kernel per (n, s).
+        ok, out = _run_compiled(("negatives_rowsum_max", fn, scale),
+                                lambda *a: _ref_neg_rowsum_max(fn, scale, *a), r, col, neg_shift,
+                                params)
+        if ok:
+            return out  # type: ignore[return-value]
+    return _ref_neg_rowsum_max(fn, scale, r, col, neg_shift, params)
+
+
+def negatives_grad(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift: Tensor,
+                   params: tuple[Tensor, ...], out: Tensor) -> Tensor:
+    """``out = exp(s n(cos) + neg_shift) * dn/dcos * col``, ``cos = clamp(r col / s)``.
+
+    Computed in float32 (or wider) and rounded once into ``out`` (which may be ``r``). Entries
+    of ``r`` set to -inf give a finite value: the caller overwrites them (the target entries).
+    """
+    if _wants_compiled(r):
+        if _run_compiled(("negatives_grad", fn, scale),
+                         lambda *a: _ref_neg_grad(fn, scale, *a), r, col, neg_shift, params,
+                         out)[0]:
+            return out
+    _ref_neg_grad(fn, scale, r, col, neg_shift, params, out)
+    return out
