@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from marginface.heads import CurricularFace
-from marginface.train.builders import build_head
 from marginface.train.config import load_config
 
 
@@ -34,9 +33,9 @@ def test_curricular_huge_scale_stays_finite_and_exact():
 
 
 @pytest.mark.fault(kind="config (YAML)", fault="ElasticFace+ head with a negative std",
-                   behaviour="ValueError naming std, before any training")
+                   behaviour="refused at config load, naming head.options.std and the value")
 def test_elastic_plus_negative_std_is_named():
-    config = load_config(None, ["train.max_steps=1", "head.name=elasticface_cos_plus",
-                                "head.options={std: -0.02}"])
-    with pytest.raises(ValueError, match="std"):
-        build_head(config.head, 16, 5)
+    # the head checks its options when the config is loaded
+    with pytest.raises(ValueError, match=r"head\.options\.std: elasticface_cos_plus: std .*-0\.02"):
+        load_config(None, ["train.max_steps=1", "head.name=elasticface_cos_plus",
+                           "head.options={std: -0.02}"])
