@@ -142,3 +142,13 @@ def test_multipliers_and_loss_weights(field, pattern):
     text = HEAD + ('layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
                    f'{field}\n  convolution_param {{ num_output: 4 kernel_size: 3 }} }}\n')
     _refused(text, pattern)
+
+
+@pytest.mark.fault(kind="prototxt", fault="a directory given as the prototxt",
+                   behaviour="exit 2, one line: 'prototxt file DIR is a directory, not a file'")
+def test_prototxt_directory_is_named_as_a_directory(tmp_path, capsys):
+    from marginface.cli.main import main
+
+    assert main(["caffe", "summary", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"prototxt file {tmp_path} is a directory, not a file" in err[0]

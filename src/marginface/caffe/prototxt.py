@@ -305,8 +305,9 @@ def parse_prototxt(text: str, source: str = "<text>") -> Message:
 
 
 def read_prototxt(path: str | Path) -> Message:
-    """Read and parse a ``.prototxt`` file (``FileNotFoundError`` if it is missing)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"prototxt file not found: {p}")
+    """Read and parse a ``.prototxt`` file (``FileNotFoundError`` if it is missing, an error
+    saying so if it is a directory)."""
+    from marginface.inputs import require_file
+
+    p = require_file(path, "prototxt file")
     return parse_prototxt(p.read_text(encoding="utf-8", errors="replace"), str(p))
