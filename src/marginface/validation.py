@@ -17,6 +17,7 @@ __all__ = [
     "check_positive_int",
     "check_non_negative",
     "check_in_range",
+    "check_choice",
     "check_margins",
     "check_sphereface_m",
     "check_sphereface",
@@ -113,6 +114,13 @@ def check_in_range(name: str, value: float, low: float, high: float, what: str =
     ):
         raise ValueError(f"{name} must be {what or 'a number'} in [{low}, {high}], got {value!r}")
     return float(value)
+
+
+def check_choice(name: str, value: object, choices) -> object:
+    """``value`` if it is one of ``choices`` (a head's variant name, a mode)."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

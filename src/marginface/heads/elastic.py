@@ -71,6 +71,9 @@ class _Elastic:
     default_std: ClassVar[float] = 0.05  # std=None: the variant's default (the authors' configs)
     _target = staticmethod(_arc)
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, std={self.std}, seed={self.seed}"
+
     def _init_draws(self, std: float | None, seed: int) -> None:
         self.std = check_non_negative("std", self.default_std if std is None else std)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -117,9 +120,6 @@ class ElasticArcFace(_Elastic, ArcFace):
                          block_size=block_size, matmul_dtype=matmul_dtype)
         self._init_draws(std, seed)
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, std={self.std}, seed={self.seed}"
-
 
 class ElasticCosFace(_Elastic, CosFace):
     """ElasticFace-Cos: target ``s (cos theta_y - m_i)``, ``m_i ~ N(margin, std)`` per step.
@@ -136,9 +136,6 @@ class ElasticCosFace(_Elastic, CosFace):
         CosFace.__init__(self, embedding_dim, num_classes, scale=scale, margin=margin,
                          block_size=block_size, matmul_dtype=matmul_dtype)
         self._init_draws(std, seed)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, std={self.std}, seed={self.seed}"
 
 
 class ElasticArcFacePlus(ElasticArcFace):

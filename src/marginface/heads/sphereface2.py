@@ -34,7 +34,12 @@ from torch import Tensor
 from marginface import functional as MF
 from marginface.heads.binary import BinaryHead
 from marginface.heads.fused import BatchStats, LogitSpec, RowFunction
-from marginface.validation import check_in_range, check_non_negative, check_positive
+from marginface.validation import (
+    check_choice,
+    check_in_range,
+    check_non_negative,
+    check_positive,
+)
 
 __all__ = ["SphereFace2", "similarity_adjustment", "sphereface2_bias_init"]
 
@@ -86,9 +91,7 @@ class SphereFace2(BinaryHead):
                  margin: float = 0.4, lambda_: float = 0.7, t: float = 3.0,
                  margin_type: str = "C", block_size: int | None = None,
                  matmul_dtype: torch.dtype = torch.float32) -> None:
-        if margin_type not in MARGIN_TYPES:
-            raise ValueError(f"margin_type must be one of {list(MARGIN_TYPES)}, got "
-                             f"{margin_type!r}")
+        check_choice("margin_type", margin_type, MARGIN_TYPES)
         if margin_type == "C":
             margin = check_non_negative("margin", margin)
         elif margin_type == "A":

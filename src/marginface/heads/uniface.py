@@ -25,7 +25,12 @@ from torch import Tensor
 
 from marginface.heads.binary import BinaryHead
 from marginface.heads.fused import BatchStats, LogitSpec
-from marginface.validation import check_in_range, check_non_negative, check_positive
+from marginface.validation import (
+    check_choice,
+    check_in_range,
+    check_non_negative,
+    check_positive,
+)
 
 __all__ = ["UniFace"]
 
@@ -41,9 +46,7 @@ class UniFace(BinaryHead):
                  margin: float = 0.4, margin_type: str = "cos", lambda_: float = 1.0,
                  r: float = 1.0, block_size: int | None = None,
                  matmul_dtype: torch.dtype = torch.float32) -> None:
-        if margin_type not in MARGIN_TYPES:
-            raise ValueError(f"margin_type must be one of {list(MARGIN_TYPES)}, got "
-                             f"{margin_type!r}")
+        check_choice("margin_type", margin_type, MARGIN_TYPES)
         if margin_type == "cos":
             margin = check_non_negative("margin", margin)
         else:
