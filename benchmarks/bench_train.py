@@ -6,7 +6,9 @@ Paths (``marginface.train`` config keys ``train.compile``, ``train.channels_last
 
 - ``eager_fp32``: eager fp32 NCHW, the trainer's path before issue #12 (the baseline);
 - ``eager_cl_fp32``, ``eager_cl_bf16``: channels_last, fp32 / bf16 autocast;
-- ``compiled_fp32``, ``compiled_cl_fp32``, ``compiled_cl_bf16``: the same three compiled.
+- ``compiled_fp32``, ``compiled_cl_fp32``, ``compiled_cl_bf16``: the same three compiled;
+- ``compiled_cl_bf16_all``: ``compiled_cl_bf16`` with its strided depthwise convolutions left in
+  bf16 too (without ``marginface.train.fp32_depthwise``), to show what that module buys.
 
 Each path is one child process (so its peak RSS is its own and compile caches are not shared)
 that trains ``--steps`` steps from the same seed (same initial weights, same batches, same
@@ -57,6 +59,9 @@ PATHS: dict[str, dict[str, object]] = {
     "compiled_fp32": {"compile": True, "channels_last": False, "precision": "fp32"},
     "compiled_cl_fp32": {"compile": True, "channels_last": True, "precision": "fp32"},
     "compiled_cl_bf16": {"compile": True, "channels_last": True, "precision": "bf16"},
+    # the same without marginface.train.fp32_depthwise: every layer bf16, strided depthwise too
+    "compiled_cl_bf16_all": {"compile": True, "channels_last": True, "precision": "bf16",
+                             "all_bf16": True},
 }
 QUICK_PATHS = ("eager_fp32", "eager_cl_fp32")
 
@@ -94,6 +99,9 @@ def child(args: argparse.Namespace) -> dict:
         f"train.precision={spec['precision']}", "eval.sets=[]", "seed=0",
         *([f"train.threads={args.threads}"] if args.threads else []),
     ])
+    if spec.get("all_bf16"):
+        from marginface.train import engine
+        engine.keep_strided_depthwise_fp32 = lambda model: 0  # type: ignore[assignment]
     trainer = Trainer(config, Path(args.run_dir))
     ends: list[float] = []
     losses: list[float] = []
