@@ -47,7 +47,6 @@ from marginface.train.compiled import CompiledBackbone
 from marginface.train.config import Config, config_from_dict, config_to_dict, save_config
 from marginface.train.distributed import DistContext, any_rank, wrap_backbone
 from marginface.train.evaluation import best_metric, evaluate_pair_set
-from marginface.train.fp32_depthwise import keep_strided_depthwise_fp32
 from marginface.train.init_from import init_backbone
 from marginface.train.logging import MetricsWindow, RunLogger
 from marginface.train.optim import build_run_optimizers
@@ -58,6 +57,7 @@ from marginface.train.precision import (
     resolve_precision,
 )
 from marginface.train.sampling import EpochBatchSampler
+from marginface.train.strided_depthwise import use_fast_strided_depthwise
 from marginface.train.summary import RunSummary, RunTotals, finish_run
 
 __all__ = ["TrainingDiverged", "Trainer"]
@@ -134,7 +134,7 @@ class Trainer:
         if c.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.precision == "bf16" and self.ctx.device.type == "cpu":
-            keep_strided_depthwise_fp32(self.model)  # oneDNN's bf16 kernel is slow there
+            use_fast_strided_depthwise(self.model)  # oneDNN's bf16 gradient is slow there
         self.preprocessing = preprocessing_of(self.model, default=UNCONFIGURED_PREPROCESSING)
         embedding_dim = builders.model_embedding_dim(self.model, input_size)
         if head is None:
