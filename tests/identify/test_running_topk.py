@@ -87,3 +87,8 @@ def test_running_topk_skips_rows_below_threshold_and_checks_order():
         best.add(torch.zeros(3, 1), 5)
     with pytest.raises(ValueError, match="k must be >= 1"):
         RunningTopK(2, 0)
+
+
+def test_empty_gallery_gives_empty_rows():
+    found = exact_search(torch.empty(0, 4), torch.ones(3, 4), 5)
+    assert found.indices.shape == (3, 0) and found.scores.shape == (3, 0)

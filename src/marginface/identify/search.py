@@ -125,6 +125,8 @@ def exact_search(
     if probe_block < 1 or gallery_block < 1:
         raise ValueError("probe_block and gallery_block must be >= 1")
     k = min(k, n)
+    if k == 0:  # an empty gallery: every probe has no match
+        return SearchResult(np.empty((m, 0), np.float32), np.empty((m, 0), np.int64))
     low = gallery.dtype == torch.bfloat16
     keep = min(n, rerank if rerank is not None else 2 * k + 8) if low else k
     if keep < k:
