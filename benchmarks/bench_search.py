@@ -4,15 +4,16 @@
     PYTHONPATH=src python benchmarks/bench_search.py --quick    # 50k x 512 smoke run
 
 Methods, each in its own process (so that peak RSS is its own): marginface exact search in float32
-and bfloat16 (``marginface.identify.search.exact_search``; ``marginface_fp32`` takes its float32
-tiles from numpy's OpenBLAS, ``marginface_fp32_torch`` from torch.mm), plain numpy (matmul +
-argpartition, 100 probes at a time), faiss-cpu's flat inner-product index, and the approximate IVF
-and HNSW indexes (recall@k against exact float32 search). The gallery is generated in blocks
-straight into the searched dtype (no float32 copy of a bfloat16 gallery). Memory is the process's
-peak RSS minus its RSS before the gallery was made (after a first small search, so that the
-runtimes' own start-up allocations are not counted), against the gallery's own size in the
-searched dtype. Enrolment throughput: images/s through ``enroll_folder`` (MobileFaceNet, random
-weights, aligned 112x96 crops) and gallery rows/s for templates + file write + read.
+and bfloat16 (``marginface.identify.search.exact_search``; default torch.mm tiles + full per-tile
+top-k; ``_numpy``: float32 tiles from numpy's OpenBLAS; ``_threshold``: the threshold top-k),
+plain numpy (matmul + argpartition, 100 probes at a time), faiss-cpu's flat inner-product index,
+and the approximate IVF and HNSW indexes (recall@k against exact float32 search). The gallery is
+generated in blocks straight into the searched dtype (no float32 copy of a bfloat16 gallery).
+Memory is the process's peak RSS minus its RSS before the gallery was made (after a first small
+search, so that the runtimes' own start-up allocations are not counted), against the gallery's own
+size in the searched dtype. Enrolment throughput: images/s through ``enroll_folder``
+(MobileFaceNet, random weights, aligned 112x96 crops) and gallery rows/s for templates + file
+write + read.
 
 Targets (issue 14): exact float32 at least as fast as faiss flat; bfloat16 >= 1.5x faster than
 float32 with recall@10 >= 0.99 against it; peak memory <= gallery size in its dtype + 10%.
@@ -36,8 +37,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "### Last full run (written by bench_search.py)"
-METHODS = ("marginface_fp32", "marginface_fp32_torch", "marginface_bf16", "numpy", "faiss_flat",
-           "faiss_ivf", "faiss_hnsw")
+METHODS = ("marginface_fp32", "marginface_fp32_numpy", "marginface_fp32_threshold",
+           "marginface_fp32_numpy_threshold", "marginface_bf16", "marginface_bf16_threshold",
+           "numpy", "faiss_flat", "faiss_ivf", "faiss_hnsw")
 
 
 def _rss_mib() -> float:
@@ -85,15 +87,17 @@ def _worker(args: argparse.Namespace) -> dict:
     base = _rss_mib()
     build = time.perf_counter()
     if method.startswith("marginface"):
-        dtype = torch.bfloat16 if method.endswith("bf16") else torch.float32
-        product = "torch" if method.endswith("_torch") else "auto"
+        dtype = torch.bfloat16 if "bf16" in method else torch.float32
+        product = "numpy" if "_numpy" in method else "torch"
+        select = "threshold" if method.endswith("_threshold") else "topk"
         gallery = torch.empty(args.n, args.dim, dtype=dtype)
         for start, block in _blocks(args.n, args.dim):
             gallery[start : start + len(block)] = torch.from_numpy(block)
         size = gallery.numel() * gallery.element_size()
 
         def search(p):
-            return exact_search(gallery, p, args.k, product=product).indices
+            return exact_search(gallery, p, args.k, product=product,
+                                select=select).indices
 
     elif method == "numpy":
         gallery = np.empty((args.n, args.dim), np.float32)

@@ -15,7 +15,8 @@ def test_nan_gallery_row_is_named(product):
     gallery = torch.nn.functional.normalize(torch.randn(40, 8), dim=1)
     gallery[23, 5] = float("nan")
     with pytest.raises(ValueError, match="gallery row 23 .*non-finite"):
-        exact_search(gallery, torch.randn(3, 8), 5, gallery_block=16, product=product)
+        exact_search(gallery, torch.randn(3, 8), 5, gallery_block=16, product=product,
+                     select="threshold")
 
 
 @pytest.mark.fault(kind="search gallery", fault="unknown or mismatched product backend",

@@ -1,9 +1,10 @@
 """Exact top-k cosine search over a gallery, blocked so that memory stays bounded.
 
 Scores are inner products of L2-normalised rows (cosine similarity). The gallery is scanned in
-blocks of ``gallery_block`` rows against ``probe_block`` probes at a time, and a running top-k
-(:class:`~marginface.identify.running_topk.RunningTopK`: only tile entries above a probe's
-current k-th score are merged) is updated after each block, so the only temporary beyond the
+blocks of ``gallery_block`` rows against ``probe_block`` probes at a time, and a running top-k is
+merged after each block (a full per-tile top-k, or with ``select="threshold"``
+:class:`~marginface.identify.running_topk.RunningTopK`, which merges only tile entries above a
+probe's current k-th score), so the only temporary beyond the
 gallery itself is one ``probe_block x gallery_block`` score tile and the block's packed copy
 (each at most 2% of the gallery's size).
 
@@ -45,6 +46,13 @@ def normalize_rows(x: Tensor | np.ndarray, eps: float = 1e-12) -> Tensor:
     return x / x.norm(dim=1, keepdim=True).clamp_min(eps)
 
 
+def _merge(best_s: Tensor, best_i: Tensor, s: Tensor, i: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    scores = torch.cat([best_s, s], 1)
+    indices = torch.cat([best_i, i], 1)
+    top = scores.topk(min(k, scores.shape[1]), dim=1)
+    return top.values, indices.gather(1, top.indices)
+
+
 def _numpy_product(q: Tensor, block: Tensor, out: Tensor) -> None:
     """``out = q @ block.T`` in float32 through numpy's bundled OpenBLAS: its sgemm runs
     at faiss's rate on this AVX-512 AMD CPU, where torch's MKL sgemm is ~25% slower (see
@@ -80,7 +88,8 @@ def exact_search(
     probe_block: int = 1024,
     gallery_block: int | None = None,
     rerank: int | None = None,
-    product: str = "auto",
+    product: str = "torch",
+    select: str = "topk",
 ) -> SearchResult:
     """Top-``k`` gallery rows by inner product for each probe row (exact, blocked).
 
@@ -88,13 +97,13 @@ def exact_search(
     normalised here and cast to the gallery's dtype. ``rerank`` (bfloat16 only, default
     ``2k + 8``) is the number of candidates rescored in float32; see the module docstring.
     ``gallery_block`` defaults to the rows whose score tile, and whose own copy, are each 2% of
-    the gallery's bytes, clamped to 1-16 MiB: large enough that per-tile overhead stays small,
-    small enough that the tile is still in the L3 cache when the running top-k reads it (see
-    :mod:`marginface.identify.running_topk`), and the search's memory stays within 10% of the
-    gallery's. ``product`` computes each score tile: ``"numpy"`` (float32 only: numpy's
-    OpenBLAS sgemm), ``"torch"`` (torch.mm), or ``"auto"`` (numpy for float32, torch for
-    bfloat16). Results are the same up to float32 rounding; ties in score are broken by the
-    lower gallery index.
+    the gallery's bytes (clamped to 1-64 MiB): few, large tiles (per-tile overhead dominates
+    small ones on a busy machine) while the search's memory stays within 10% of the gallery's.
+    ``product`` computes each score tile: ``"torch"`` (torch.mm) or, float32 only, ``"numpy"``
+    (numpy's OpenBLAS sgemm). ``select``: ``"topk"`` (a full top-k of every tile, then merged;
+    ties in any order) or ``"threshold"`` (:class:`RunningTopK`: only entries above a probe's
+    k-th score are merged; ties broken by the lower gallery index). The defaults are the old
+    path; which is faster on a quiet machine is open (docs/performance.md).
     """
     if gallery.dim() != 2 or gallery.dtype not in SEARCH_DTYPES.values():
         raise ValueError(
@@ -108,16 +117,16 @@ def exact_search(
         )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    if product == "auto":
-        product = "numpy" if gallery.dtype == torch.float32 else "torch"
+    if select not in ("topk", "threshold"):
+        raise ValueError(f"select must be 'topk' or 'threshold', got {select!r}")
     if product not in _PRODUCTS or (product == "numpy" and gallery.dtype != torch.float32):
         raise ValueError(
-            f"product must be 'auto', 'torch' or (float32 only) 'numpy', got {product!r} "
+            f"product must be 'torch' or (float32 only) 'numpy', got {product!r} "
             f"for a {gallery.dtype} gallery"
         )
     n, m = gallery.shape[0], probes.shape[0]
     if gallery_block is None:
-        budget = min(max(0.02 * gallery.numel() * gallery.element_size(), 2**20), 16 * 2**20)
+        budget = min(max(0.02 * gallery.numel() * gallery.element_size(), 2**20), 64 * 2**20)
         # both the score tile (probes x block) and the block itself (block x D: the matmul
         # may pack a copy of it) stay within the budget
         rows = max(min(m, probe_block), gallery.shape[1])
@@ -139,14 +148,21 @@ def exact_search(
         for p0 in range(0, m, probe_block):
             p = probes[p0 : p0 + probe_block]
             q = p.to(gallery.dtype)
-            best = RunningTopK(len(p), keep, gallery.dtype)
+            best = RunningTopK(len(p), keep, gallery.dtype) if select == "threshold" else None
+            best_s = torch.full((len(p), 0), -torch.inf, dtype=gallery.dtype)
+            best_i = torch.empty((len(p), 0), dtype=torch.int64)
             for g0 in range(0, n, gallery_block):
                 block = gallery[g0 : g0 + gallery_block]
                 # one reused buffer: a fresh tile per block fragments the heap (RSS creeps up)
                 tile = buffer[: len(p) * len(block)].view(len(p), len(block))
                 product_fn(q, block, tile)
-                best.add(tile, g0)
-            best_s, best_i = best.scores, best.indices
+                if best is not None:
+                    best.add(tile, g0)
+                else:
+                    top = tile.topk(min(keep, tile.shape[1]), dim=1)
+                    best_s, best_i = _merge(best_s, best_i, top.values, top.indices + g0, keep)
+            if best is not None:
+                best_s, best_i = best.scores, best.indices
             if low:
                 best_s, best_i = _rescore(gallery, p, best_i, k)
             out_s[p0 : p0 + len(p)] = best_s.float()
