@@ -3,19 +3,22 @@
     PYTHONPATH=src python benchmarks/bench_search.py            # 1M x 512, 1,000 probes, top-10
     PYTHONPATH=src python benchmarks/bench_search.py --quick    # 50k x 512 smoke run
 
-Methods, each in its own process (so that peak RSS is its own): marginface exact search in
-float32 and bfloat16 (``marginface.identify.search.exact_search``), plain numpy (matmul +
-argpartition, 100 probes at a time), faiss-cpu's flat inner-product index, and the approximate
-IVF and HNSW indexes (recall@k against exact float32 search). The gallery is generated in
-blocks straight into the searched dtype (no float32 copy of a bfloat16 gallery). Memory is the
-process's peak RSS minus its RSS before the gallery was made (after a first small search, so
-that the runtimes' own start-up allocations are not counted), against the gallery's own size in
-the searched dtype. Enrolment throughput: images/s through ``enroll_folder`` (MobileFaceNet,
-random weights, aligned 112x96 crops) and gallery rows/s for templates + file write + read.
+Methods, each in its own process (so that peak RSS is its own): marginface exact search in float32
+and bfloat16 (``marginface.identify.search.exact_search``; default torch.mm tiles + full per-tile
+top-k; ``_numpy``: float32 tiles from numpy's OpenBLAS; ``_threshold``: the threshold top-k),
+plain numpy (matmul + argpartition, 100 probes at a time), faiss-cpu's flat inner-product index,
+and the approximate IVF and HNSW indexes (recall@k against exact float32 search). The gallery is
+generated in blocks straight into the searched dtype (no float32 copy of a bfloat16 gallery).
+Memory is the process's peak RSS minus its RSS before the gallery was made (after a first small
+search, so that the runtimes' own start-up allocations are not counted), against the gallery's own
+size in the searched dtype. Enrolment throughput: images/s through ``enroll_folder``
+(MobileFaceNet, random weights, aligned 112x96 crops) and gallery rows/s for templates + file
+write + read.
 
 Targets (issue 14): exact float32 at least as fast as faiss flat; bfloat16 >= 1.5x faster than
 float32 with recall@10 >= 0.99 against it; peak memory <= gallery size in its dtype + 10%.
-Writes benchmarks/results/search.json (one entry per mode: "full" or "quick").
+Writes benchmarks/results/search.json (one entry per mode: "full" or "quick") and, for a run
+without --quick, the "Last full run" subsection of docs/performance.md's search section.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("marginface_fp32", "marginface_bf16", "numpy", "faiss_flat", "faiss_ivf", "faiss_hnsw")
+SECTION = "### Last full run (written by bench_search.py)"
+METHODS = ("marginface_fp32", "marginface_fp32_numpy", "marginface_fp32_threshold",
+           "marginface_fp32_numpy_threshold", "marginface_bf16", "marginface_bf16_threshold",
+           "numpy", "faiss_flat", "faiss_ivf", "faiss_hnsw")
 
 
 def _rss_mib() -> float:
@@ -81,14 +87,17 @@ def _worker(args: argparse.Namespace) -> dict:
     base = _rss_mib()
     build = time.perf_counter()
     if method.startswith("marginface"):
-        dtype = torch.bfloat16 if method.endswith("bf16") else torch.float32
+        dtype = torch.bfloat16 if "bf16" in method else torch.float32
+        product = "numpy" if "_numpy" in method else "torch"
+        select = "threshold" if method.endswith("_threshold") else "topk"
         gallery = torch.empty(args.n, args.dim, dtype=dtype)
         for start, block in _blocks(args.n, args.dim):
             gallery[start : start + len(block)] = torch.from_numpy(block)
         size = gallery.numel() * gallery.element_size()
 
         def search(p):
-            return exact_search(gallery, p, args.k).indices
+            return exact_search(gallery, p, args.k, product=product,
+                                select=select).indices
 
     elif method == "numpy":
         gallery = np.empty((args.n, args.dim), np.float32)
@@ -181,7 +190,9 @@ def _run(method: str, args: argparse.Namespace, scratch: str) -> dict:
                str(args.k), "--threads", str(args.threads), "--repeats", str(args.repeats),
                "--enrol-images", str(args.enrol_images), "--engine", args.engine]
     done = subprocess.run(command, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src"),
+                               # numpy's OpenBLAS sizes its pool at load: same threads as torch
+                               "OPENBLAS_NUM_THREADS": str(args.threads)})
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -238,6 +249,34 @@ def main() -> None:
     runs["quick" if args.quick else "full"] = results
     out.write_text(json.dumps(runs, indent=2) + "\n")
     print(f"wrote {out}")
+    if not args.quick:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from _report import replace_section
+
+        replace_section(ROOT / "docs" / "performance.md", SECTION, _docs_body(results, args))
+        print("wrote docs/performance.md")
+
+
+def _docs_body(results: dict, args: argparse.Namespace) -> str:
+    """The run's table: its command, load averages, every method's row, targets, enrolment."""
+    lines = [
+        f"{results['when']}, {results['n']:,} x {results['dim']}, {results['probes']:,} probes, "
+        f"top-{results['k']}, {results['threads']} threads on {results['cpus']} CPUs, load "
+        f"average {results['load_before']:.2f} before and {results['load_after']:.2f} after; "
+        f"command `PYTHONPATH=src python benchmarks/bench_search.py {' '.join(sys.argv[1:])}`"
+        " (benchmarks/results/search.json).",
+        "",
+        "| method | search (s) | recall@10 | memory / gallery | build (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for method, row in results["methods"].items():
+        if "error" in row:
+            lines.append(f"| {method} | error: {row['error']} | | | |")
+            continue
+        lines.append(f"| {method} | {row['search_s']} | {row.get('recall_at_k', '-')} | "
+                     f"{row['memory_ratio']} | {row['build_s']} |")
+    lines += ["", f"Targets: {results['targets']}.", "", f"Enrolment: {results['enrolment']}."]
+    return "\n".join(lines)
 
 
 def _targets(rows: dict) -> dict:

@@ -2,9 +2,11 @@
 
 Scores are inner products of L2-normalised rows (cosine similarity). The gallery is scanned in
 blocks of ``gallery_block`` rows against ``probe_block`` probes at a time, and a running top-k is
-merged after each block, so the only temporary beyond the gallery itself is one
-``probe_block x gallery_block`` score tile and the block's packed copy (each about 2% of the
-gallery's size).
+merged after each block (a full per-tile top-k, or with ``select="threshold"``
+:class:`~marginface.identify.running_topk.RunningTopK`, which merges only tile entries above a
+probe's current k-th score), so the only temporary beyond the
+gallery itself is one ``probe_block x gallery_block`` score tile and the block's packed copy
+(each at most 2% of the gallery's size).
 
 bfloat16: the gallery is held (and multiplied) in bfloat16 without a float32 copy; the score
 tiles are then rounded to bfloat16 (8 significant bits), which reorders close neighbours. The
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+
+from marginface.identify.running_topk import RunningTopK
 
 __all__ = ["SEARCH_DTYPES", "SearchResult", "normalize_rows", "exact_search", "recall_at_k"]
 
@@ -49,6 +53,21 @@ def _merge(best_s: Tensor, best_i: Tensor, s: Tensor, i: Tensor, k: int) -> tupl
     return top.values, indices.gather(1, top.indices)
 
 
+def _numpy_product(q: Tensor, block: Tensor, out: Tensor) -> None:
+    """``out = q @ block.T`` in float32 through numpy's bundled OpenBLAS: its sgemm runs
+    at faiss's rate on this AVX-512 AMD CPU, where torch's MKL sgemm is ~25% slower (see
+    docs/performance.md). Zero-copy: the three arrays share the tensors' memory."""
+    np.matmul(q.numpy(), block.detach().numpy().T, out=out.numpy())
+
+
+def _torch_product(q: Tensor, block: Tensor, out: Tensor) -> None:
+    """``out = q @ block.T`` through torch (bfloat16: oneDNN's AVX512-BF16 kernels)."""
+    torch.mm(q, block.T, out=out)
+
+
+_PRODUCTS = {"numpy": _numpy_product, "torch": _torch_product}
+
+
 def _rescore(gallery: Tensor, probes: Tensor, candidates: Tensor, k: int, chunk: int = 64):
     """Float32 scores of the candidate rows (read from the bf16 gallery), best ``k`` first; in
     chunks of probes so that the upcast rows stay a few MiB."""
@@ -69,6 +88,8 @@ def exact_search(
     probe_block: int = 1024,
     gallery_block: int | None = None,
     rerank: int | None = None,
+    product: str = "torch",
+    select: str = "topk",
 ) -> SearchResult:
     """Top-``k`` gallery rows by inner product for each probe row (exact, blocked).
 
@@ -78,6 +99,11 @@ def exact_search(
     ``gallery_block`` defaults to the rows whose score tile, and whose own copy, are each 2% of
     the gallery's bytes (clamped to 1-64 MiB): few, large tiles (per-tile overhead dominates
     small ones on a busy machine) while the search's memory stays within 10% of the gallery's.
+    ``product`` computes each score tile: ``"torch"`` (torch.mm) or, float32 only, ``"numpy"``
+    (numpy's OpenBLAS sgemm). ``select``: ``"topk"`` (a full top-k of every tile, then merged;
+    ties in any order) or ``"threshold"`` (:class:`RunningTopK`: only entries above a probe's
+    k-th score are merged; ties broken by the lower gallery index). The defaults are the old
+    path; which is faster on a quiet machine is open (docs/performance.md).
     """
     if gallery.dim() != 2 or gallery.dtype not in SEARCH_DTYPES.values():
         raise ValueError(
@@ -91,6 +117,13 @@ def exact_search(
         )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if select not in ("topk", "threshold"):
+        raise ValueError(f"select must be 'topk' or 'threshold', got {select!r}")
+    if product not in _PRODUCTS or (product == "numpy" and gallery.dtype != torch.float32):
+        raise ValueError(
+            f"product must be 'torch' or (float32 only) 'numpy', got {product!r} "
+            f"for a {gallery.dtype} gallery"
+        )
     n, m = gallery.shape[0], probes.shape[0]
     if gallery_block is None:
         budget = min(max(0.02 * gallery.numel() * gallery.element_size(), 2**20), 64 * 2**20)
@@ -101,6 +134,8 @@ def exact_search(
     if probe_block < 1 or gallery_block < 1:
         raise ValueError("probe_block and gallery_block must be >= 1")
     k = min(k, n)
+    if k == 0:  # an empty gallery: every probe has no match
+        return SearchResult(np.empty((m, 0), np.float32), np.empty((m, 0), np.int64))
     low = gallery.dtype == torch.bfloat16
     keep = min(n, rerank if rerank is not None else 2 * k + 8) if low else k
     if keep < k:
@@ -108,19 +143,26 @@ def exact_search(
     out_s = torch.empty(m, k)
     out_i = torch.empty(m, k, dtype=torch.int64)
     buffer = torch.empty(min(m, probe_block) * gallery_block, dtype=gallery.dtype)
+    product_fn = _PRODUCTS[product]
     with torch.inference_mode():
         for p0 in range(0, m, probe_block):
             p = probes[p0 : p0 + probe_block]
             q = p.to(gallery.dtype)
+            best = RunningTopK(len(p), keep, gallery.dtype) if select == "threshold" else None
             best_s = torch.full((len(p), 0), -torch.inf, dtype=gallery.dtype)
             best_i = torch.empty((len(p), 0), dtype=torch.int64)
             for g0 in range(0, n, gallery_block):
                 block = gallery[g0 : g0 + gallery_block]
                 # one reused buffer: a fresh tile per block fragments the heap (RSS creeps up)
                 tile = buffer[: len(p) * len(block)].view(len(p), len(block))
-                torch.mm(q, block.T, out=tile)
-                top = tile.topk(min(keep, tile.shape[1]), dim=1)
-                best_s, best_i = _merge(best_s, best_i, top.values, top.indices + g0, keep)
+                product_fn(q, block, tile)
+                if best is not None:
+                    best.add(tile, g0)
+                else:
+                    top = tile.topk(min(keep, tile.shape[1]), dim=1)
+                    best_s, best_i = _merge(best_s, best_i, top.values, top.indices + g0, keep)
+            if best is not None:
+                best_s, best_i = best.scores, best.indices
             if low:
                 best_s, best_i = _rescore(gallery, p, best_i, k)
             out_s[p0 : p0 + len(p)] = best_s.float()
