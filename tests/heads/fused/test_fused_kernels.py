@@ -222,17 +222,17 @@ def _sub_restated(r, col, neg, k):
     [torch.float32, torch.bfloat16, torch.float64]))
 @settings(max_examples=25, deadline=None)
 def test_subcenter_kernels_equal_the_restatement(k, seed, dtype):
-    r, col, neg = _sub_block(dtype, k, seed, batch=6, n=5)
+    r, col, neg = _sub_block(dtype, k, seed, batch=6, n=8)
     cd = torch.float64 if dtype == torch.float64 else torch.float32
     col, neg = col.to(cd), neg.to(cd)
     total, grad = _sub_restated(r, col, neg, k)
     out = torch.empty(r.shape, dtype=dtype)
     torch.testing.assert_close(kernels.subcenter_exp_rowsum(k, r, col, neg).double(), total,
-                               rtol=1e-6 if cd == torch.float32 else 1e-12, atol=0)
+                               rtol=2e-5 if cd == torch.float32 else 1e-12, atol=0)
     kernels.subcenter_grad(k, r, col, neg, out)
     assert (out[3, 2 * k:3 * k] == 0).all()  # the masked target class gives nothing
     assert ((out != 0).view(r.shape[0], -1, k).sum(2) <= 1).all()  # one sub-centre per class
-    tol = {torch.float32: 1e-6, torch.bfloat16: 8e-3, torch.float64: 1e-12}[dtype]
+    tol = {torch.float32: 2e-5, torch.bfloat16: 8e-3, torch.float64: 1e-12}[dtype]
     torch.testing.assert_close(out.double(), grad, rtol=tol, atol=0)
 
 
