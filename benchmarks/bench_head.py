@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -312,7 +313,6 @@ def targets(results: dict) -> str:
 
 def write_doc(results: dict, text: str) -> None:
     path = ROOT / "docs" / "performance.md"
-    old = path.read_text() if path.exists() else "# Performance\n"
     gemm = results["gemm"]
     body = (f"{SECTION}\n\nbenchmarks/bench_head.py, ArcFace s=64 m=0.5, B={results['batch']}, "
             f"D={results['dim']}, one process per row (peak RSS is that process's own), "
@@ -325,8 +325,14 @@ def write_doc(results: dict, text: str) -> None:
             "load (the 1-minute load average is in the JSON), ratios within one run hold "
             "better. How the fused path works, what the figures do not show and a repeat run: "
             "docs/large-class.md (Figures).\n\n" + text + "\n")
-    if SECTION in old:
-        head, rest = old.split(SECTION, 1)
+    _replace_section(path, SECTION, body)
+
+
+def _replace_section(path: Path, section: str, body: str) -> None:
+    """``body`` (starting with the ``section`` heading) replaces that section of ``path``."""
+    old = path.read_text() if path.exists() else "# Performance\n"
+    if section in old:
+        head, rest = old.split(section, 1)
         nxt = rest.find("\n## ")
         tail = rest[nxt + 1:] if nxt >= 0 else ""
         new = head + body + ("\n" + tail if tail else "")
@@ -334,6 +340,19 @@ def write_doc(results: dict, text: str) -> None:
         new = old.rstrip("\n") + "\n\n" + body
     path.parent.mkdir(exist_ok=True)
     path.write_text(new)
+
+
+def write_heads_doc(results: dict, text: str, section: str, argv: list[str]) -> None:
+    """The --heads table as its own ``## section`` of docs/performance.md, with the command."""
+    rss = ", ".join(f"{r['head']} {r[m].get('peak_rss_mb', float('nan')) / 1024:.1f} GB ({m})"
+                    for r in results["rows"] for m in FUSED if m in r)
+    load = results.get("loadavg_at_end")
+    body = (f"## {section}\n\nFused loss forward + backward, B = {results['batch']}, "
+            f"D = {results['dim']}, one process per row, {results['machine']['cpu_count']} "
+            f"cores, best of the timed steps; written by `PYTHONPATH=src python "
+            f"benchmarks/bench_head.py {shlex.join(argv)}` (load average at the end: {load}). "
+            f"Peak RSS: {rss}.\n\n{text}\n")
+    _replace_section(ROOT / "docs" / "performance.md", f"## {section}", body)
 
 
 def main() -> int:
@@ -352,6 +371,9 @@ def main() -> int:
     p.add_argument("--heads", nargs="*", choices=("all", *MODERN_HEADS),
                    help="the modern heads' rows (fused fp32/bf16 vs ArcFace) instead")
     p.add_argument("--head", default="arcface", help=argparse.SUPPRESS)  # child: which head
+    p.add_argument("--heads-doc", metavar="TITLE",
+                   help="--heads also writes its table as the section '## TITLE' of "
+                        "docs/performance.md (replaced if present)")
     p.add_argument("--heads-out", type=Path,
                    default=ROOT / "benchmarks" / "results" / "head_modern.json",
                    help="where --heads writes its rows (default results/head_modern.json)")
@@ -372,6 +394,8 @@ def main() -> int:
         if not a.no_doc:
             results["loadavg_at_end"] = os.getloadavg()
             a.heads_out.write_text(json.dumps(results, indent=1))
+            if a.heads_doc:
+                write_heads_doc(results, text, a.heads_doc, sys.argv[1:])
         return 0
     classes = a.classes or ([20_000] if a.quick else [100_000, 1_000_000])
     results = run(classes, a.batch, a.dim, a.warmup, a.steps, tuple(a.methods))

@@ -198,3 +198,39 @@ def test_cleaning_finds_dominant_sub_centres_and_far_samples():
     with pytest.raises(ValueError, match="threshold"):
         subcenter_cleaning(head, x, y, threshold=200.0)
 
+
+
+def test_rows_whose_terms_underflow_are_recomputed_with_a_running_max(monkeypatch):
+    """s = 64 and every cosine near -0.7 (target too): each exp(z - s) underflows float32."""
+    from marginface.heads.fused import subcenters
+
+    calls = []
+    plain = subcenters.subcenter_forward_lse
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("shift", args[9] if len(args) > 9 else None))
+        return plain(*args, **kwargs)
+
+    monkeypatch.setattr(subcenters, "subcenter_forward_lse", spy)
+    gen = torch.Generator().manual_seed(6)
+    w = torch.randn(C * K, D, generator=gen, dtype=torch.float64)
+    # distinct cosines per sub-centre (amax splits a tie's gradient, the fused path does not)
+    w[:, 1:] *= (0.8 + 0.4 * torch.rand(C * K, 1, generator=gen, dtype=torch.float64)) / w[
+        :, 1:].norm(dim=1, keepdim=True)
+    w[:, 0] = -1.0
+    x = torch.zeros(B, D, dtype=torch.float64)
+    x[:, 0] = 1.0 + torch.rand(B, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, C, (B,), generator=gen)
+    head = SubCenterArcFace(D, C, scale=64.0, margin=0.1, sub_centers=K, block_size=2)
+    with torch.no_grad():
+        head.weight.copy_(w.float())
+    xf = x.float().requires_grad_()
+    got = head.loss(xf, y)
+    got.backward()
+    assert None in calls  # the running-max recomputation ran
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    ref = reference(xr, wr, y, scale=64.0, margin=0.1, k=K)
+    ref.backward()
+    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(xf.grad.double(), xr.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(head.weight.grad.double(), wr.grad, rtol=1e-4, atol=1e-6)

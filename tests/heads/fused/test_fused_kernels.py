@@ -8,7 +8,10 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from marginface.heads import SubCenterArcFace
 from marginface.heads.curricular import CurricularFace, curricular_negatives
 from marginface.heads.fused import fused_margin_cross_entropy, fused_softmax_cross_entropy, kernels
 
@@ -138,12 +141,18 @@ def test_compiled_negatives_blocks_equal_eager(compiled, monkeypatch, dtype):
                   neg, params)
     for g, e in zip(got, want, strict=True):
         torch.testing.assert_close(g, e, rtol=2e-5, atol=0)
-    out = torch.empty(r.shape, dtype=dtype)
-    kernels.negatives_grad(curricular_negatives, 64.0, r, col, neg, params, out)
-    ref = _eager(monkeypatch, kernels.negatives_grad, curricular_negatives, 64.0, r, col, neg,
-                 params, torch.empty(r.shape, dtype=dtype))
+    _out_equals_eager(monkeypatch, kernels.negatives_grad,
+                      (curricular_negatives, 64.0, r, col, neg, params), r.shape, dtype)
+
+
+def _out_equals_eager(monkeypatch, kernel, args, shape, dtype):
+    """``kernel(*args, out)`` generated and eager give the same block; returns both."""
+    out = torch.empty(shape, dtype=dtype)
+    kernel(*args, out)
+    ref = _eager(monkeypatch, kernel, *args, torch.empty(shape, dtype=dtype))
     torch.testing.assert_close(out.float(), ref.float(),
                                rtol=2e-5 if dtype == torch.float32 else 8e-3, atol=0)
+    return out, ref
 
 
 @needs_compiler
@@ -151,22 +160,34 @@ def test_compiled_negatives_blocks_equal_eager(compiled, monkeypatch, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_curricular_loss_with_compiled_blocks_equals_eager_and_float64(compiled, monkeypatch,
                                                                        dtype):
-    gen = torch.Generator().manual_seed(3)
-    x = torch.randn(32, 16, generator=gen)
-    w = torch.randn(300, 16, generator=gen)
+    def make(mm):
+        return CurricularFace(16, 300, t=0.3, block_size=128, matmul_dtype=mm).eval()
+
+    _generated_equals_eager_and_float64(monkeypatch, _head_run(make, 300, seed=3), dtype,
+                                        ("negatives_grad", curricular_negatives, 64.0))
+
+
+def _head_run(make, rows, seed):
+    """``run(precision, matmul_dtype)``: a head's loss and gradients on fixed random data."""
+    gen = torch.Generator().manual_seed(seed)
+    x, w = torch.randn(32, 16, generator=gen), torch.randn(rows, 16, generator=gen)
     y = torch.randint(0, 300, (32,), generator=gen)
 
     def run(precision=torch.float64, mm=torch.float32):
-        head = CurricularFace(16, 300, t=0.3, block_size=128, matmul_dtype=mm).eval()
-        head = head.to(precision)
+        head = make(mm).to(precision)
         with torch.no_grad():
             head.weight.copy_(w)
         xi = x.to(precision).requires_grad_()
         loss = head.loss(xi, y)
         return [loss, *torch.autograd.grad(loss, (xi, head.weight))]
 
+    return run
+
+
+def _generated_equals_eager_and_float64(monkeypatch, run, dtype, kernel_name):
+    """``run(precision, matmul_dtype)`` -> [loss, grads...]: generated == eager ~ float64."""
     got = run(torch.float32, dtype)
-    assert ("negatives_grad", curricular_negatives, 64.0) in kernels._state  # it ran generated
+    assert kernel_name in kernels._state  # it ran generated
     want = _eager(monkeypatch, run, torch.float32, dtype)
     exact = run()
     tol = 2e-5 if dtype == torch.float32 else 2e-2
@@ -174,3 +195,69 @@ def test_curricular_loss_with_compiled_blocks_equals_eager_and_float64(compiled,
         torch.testing.assert_close(g, e, rtol=tol, atol=tol * float(e.detach().abs().max()))
         torch.testing.assert_close(g.double(), f, rtol=10 * tol,
                                    atol=10 * tol * float(f.detach().abs().max()))
+
+
+def _sub_block(dtype, k, seed=0, batch=24, n=40):
+    """(batch, n K) raw products, class-major, one class's K entries masked (a target)."""
+    r, col, neg = _block(dtype, seed, batch, n * k)
+    r[3, 2 * k:3 * k] = -math.inf
+    return r, col, neg
+
+
+def _sub_restated(r, col, neg, k):
+    """Sub-center ArcFace's block terms written out: z_ij = max_k, gradient at the arg-max."""
+    z = r.double() * col.double()
+    total, grad = torch.zeros(r.shape[0], dtype=torch.float64), torch.zeros_like(z)
+    for j in range(r.shape[1] // k):
+        zj = z[:, j * k:(j + 1) * k]
+        top, idx = zj.max(1)
+        e = torch.exp(top + neg.double().squeeze(1))
+        total += e
+        rows = torch.arange(r.shape[0])
+        grad[rows, j * k + idx] = e * col.double()[j * k + idx]
+    return total, grad
+
+
+@given(k=st.integers(1, 4), seed=st.integers(0, 2**16), dtype=st.sampled_from(
+    [torch.float32, torch.bfloat16, torch.float64]))
+@settings(max_examples=25, deadline=None)
+def test_subcenter_kernels_equal_the_restatement(k, seed, dtype):
+    r, col, neg = _sub_block(dtype, k, seed, batch=6, n=8)
+    cd = torch.float64 if dtype == torch.float64 else torch.float32
+    col, neg = col.to(cd), neg.to(cd)
+    total, grad = _sub_restated(r, col, neg, k)
+    out = torch.empty(r.shape, dtype=dtype)
+    torch.testing.assert_close(kernels.subcenter_exp_rowsum(k, r, col, neg).double(), total,
+                               rtol=2e-5 if cd == torch.float32 else 1e-12, atol=0)
+    kernels.subcenter_grad(k, r, col, neg, out)
+    assert (out[3, 2 * k:3 * k] == 0).all()  # the masked target class gives nothing
+    assert ((out != 0).view(r.shape[0], -1, k).sum(2) <= 1).all()  # one sub-centre per class
+    tol = {torch.float32: 2e-5, torch.bfloat16: 8e-3, torch.float64: 1e-12}[dtype]
+    torch.testing.assert_close(out.double(), grad, rtol=tol, atol=0)
+
+
+@needs_compiler
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_subcenter_blocks_equal_eager(compiled, monkeypatch, dtype):
+    k = 3
+    r, col, neg = _sub_block(dtype, k)
+    got = kernels.subcenter_exp_rowsum(k, r, col, neg)
+    assert ("subcenter_exp_rowsum", k) in kernels._state  # it ran generated
+    want = _eager(monkeypatch, kernels.subcenter_exp_rowsum, k, r, col, neg)
+    torch.testing.assert_close(got, want, rtol=2e-5, atol=0)
+    out, ref = _out_equals_eager(monkeypatch, kernels.subcenter_grad, (k, r, col, neg), r.shape,
+                                 dtype)
+    assert torch.equal(out != 0, ref != 0)  # the same arg-max sub-centres
+
+
+@needs_compiler
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_subcenter_loss_with_compiled_blocks_equals_eager_and_float64(compiled, monkeypatch,
+                                                                      dtype):
+    def make(mm):
+        return SubCenterArcFace(16, 300, block_size=128, matmul_dtype=mm)
+
+    _generated_equals_eager_and_float64(monkeypatch, _head_run(make, 300 * 3, seed=4), dtype,
+                                        ("subcenter_grad", 3))

@@ -6,7 +6,10 @@ Per block of ``n`` classes the fused loss does three things besides its matrix p
 - ``grad_block``: ``g_ij = exp(r_ij c_j + b_j - s_i) c_j`` in the dtype of the next products;
 - ``finish_weight_grad``: ``dw = g - w <w, g> / |w|^2`` per row, the step through ``w / |w|``;
 - ``negatives_rowsum_max`` and ``negatives_grad``: the same two block passes for heads that change
-  the non-target logits to ``s n(cos)`` (CurricularFace), with ``n`` traced into the kernel.
+  the non-target logits to ``s n(cos)`` (CurricularFace), with ``n`` traced into the kernel;
+- ``subcenter_exp_rowsum`` and ``subcenter_grad``: the same two passes over K sub-centre columns
+  per class (Sub-center ArcFace): the max over each class's K scaled products, and the gradient
+  written straight into the dense (batch, n K) block, nonzero at the arg-max sub-centre only.
 
 ``c`` is ``1/|w_j|`` (or none), ``b`` the bias (or none), ``s`` the row shift. Eagerly each of
 these is several passes over the block, and the exp of the eager kernel is the slowest of them; on
@@ -25,7 +28,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["MIN_COMPILED_ELEMENTS", "exp_rowsum", "grad_block", "finish_weight_grad",
-           "negatives_rowsum_max", "negatives_grad", "compiled_enabled"]
+           "negatives_rowsum_max", "negatives_grad", "subcenter_exp_rowsum", "subcenter_grad",
+           "compiled_enabled"]
 
 MIN_COMPILED_ELEMENTS = 1 << 20
 _COMPILED_DTYPES = (torch.float32, torch.bfloat16)
@@ -77,6 +81,20 @@ def _ref_neg_grad(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift:
                   params: tuple[Tensor, ...], out: Tensor) -> None:
     value, grad = fn(_neg_cos(r, col, scale), *params)
     out.copy_(torch.exp(value * scale + neg_shift) * grad * col)
+
+
+def _ref_sub_rowsum(k: int, r: Tensor, col: Tensor, neg_shift: Tensor) -> Tensor:
+    z = (r.to(col.dtype) * col).view(r.shape[0], -1, k).amax(2)
+    return torch.exp(z + neg_shift).sum(1)
+
+
+def _ref_sub_grad(k: int, r: Tensor, col: Tensor, neg_shift: Tensor, out: Tensor) -> None:
+    z = (r.to(col.dtype) * col).view(r.shape[0], -1, k)
+    top, idx = z.max(2, keepdim=True)
+    hit = torch.arange(k, device=r.device) == idx
+    # exp(max) * 1/|w| at the arg-max only: d max_k z_k / d z_k is the arg-max indicator
+    g = torch.where(hit, torch.exp(top + neg_shift.unsqueeze(2)) * col.view(-1, k), 0.0)
+    out.copy_(g.view(r.shape[0], -1))
 
 
 def _compiled(name: object, fn: Callable) -> Callable | None:
@@ -178,4 +196,32 @@ def negatives_grad(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift
                          out)[0]:
             return out
     _ref_neg_grad(fn, scale, r, col, neg_shift, params, out)
+    return out
+
+
+def subcenter_exp_rowsum(k: int, r: Tensor, col: Tensor, neg_shift: Tensor) -> Tensor:
+    """``sum_j exp(max_k r_i,jk col_jk + neg_shift_i)`` over a (batch, n K) block, class-major.
+
+    ``col`` (n K,) is ``1/|w|`` of each sub-centre row, in the compute dtype (the result's).
+    A class whose K entries are all -inf contributes 0.
+    """
+    if _wants_compiled(r):
+        ok, out = _run_compiled(("subcenter_exp_rowsum", k),
+                                lambda *a: _ref_sub_rowsum(k, *a), r, col, neg_shift)
+        if ok:
+            return out  # type: ignore[return-value]
+    return _ref_sub_rowsum(k, r, col, neg_shift)
+
+
+def subcenter_grad(k: int, r: Tensor, col: Tensor, neg_shift: Tensor, out: Tensor) -> Tensor:
+    """``out_i,jk = exp(z_ij + neg_shift_i) col_jk`` at the arg-max k of ``r_i,jk col_jk``, else 0.
+
+    ``z_ij = max_k r_i,jk col_jk``; ``out`` (batch, n K) in the dtype of the next products,
+    computed in ``col``'s dtype and rounded once. A class whose K entries are all -inf gives 0.
+    """
+    if _wants_compiled(r):
+        if _run_compiled(("subcenter_grad", k), lambda *a: _ref_sub_grad(k, *a), r, col,
+                         neg_shift, out)[0]:
+            return out
+    _ref_sub_grad(k, r, col, neg_shift, out)
     return out

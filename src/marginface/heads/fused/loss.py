@@ -129,7 +129,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
             shift = torch.full((x.shape[0],), spec.scale, dtype=cd, device=x.device)
         if k > 1:
             lse = subcenter_forward_lse(xm, w, inv_norm, k, local_labels, tgt_logit, block, cd,
-                                        negatives)
+                                        negatives, shift)
         else:
             lse = forward_lse(xm, w, b, inv_norm, local_labels, tgt_logit, block, shift, cd,
                               negatives)

@@ -7,10 +7,18 @@ product, column-normalised, viewed as (batch, n, K) and reduced by the maximum; 
 For the target entries the forward pass's arg-max (``tgt_k``) is reused in the backward pass, so
 value and gradient always refer to the same sub-centre.
 
-This path serves only ``LogitSpec.sub_centers > 1`` (normalised rows, no bias) and is eager; the
-K = 1 heads keep the compiled blocks of ``marginface.heads.fused.blocks``. Products run in
-``xm``'s dtype (bfloat16 with ``matmul_dtype=torch.bfloat16``); the gradient products in
-float16 mode run in the compute dtype (no float16 overflow of exact margin gradients).
+This path serves only ``LogitSpec.sub_centers > 1`` (normalised rows, no bias). With the fixed
+shift ``s`` (the margin heads without changed negatives: every logit is at most ``s``) each block
+is one product into a reused buffer plus one generated elementwise pass
+(``kernels.subcenter_exp_rowsum`` forward, ``kernels.subcenter_grad`` backward, which writes the
+dense (batch, n K) gradient block directly: no zero fill, no scatter), then the two gradient
+products and ``kernels.finish_weight_grad``, as the K = 1 blocks of
+``marginface.heads.fused.blocks``. The target classes' K entries are masked to -inf, so those
+classes give 0, and their value and gradient are set apart (the gradient at ``tgt_k``). Rows whose
+sum falls near the subnormals are recomputed with a running max, as in ``forward_lse``. Changed
+negatives (no bound, hence no fixed shift) keep the eager running-max passes.
+Products run in ``xm``'s dtype (bfloat16 with ``matmul_dtype=torch.bfloat16``); the gradient
+products in float16 mode run in the compute dtype (no float16 overflow of exact margin gradients).
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import math
 import torch
 from torch import Tensor
 
-from marginface.heads.fused.blocks import accumulate_block, block_targets
+from marginface.heads.fused import kernels
+from marginface.heads.fused.blocks import _product, _weight_block, accumulate_block, block_targets
 from marginface.heads.fused.negatives import NegativeBlocks
 
 __all__ = ["subcenter_forward_lse", "subcenter_backward", "subcenter_target"]
@@ -46,8 +55,15 @@ def _block_cos(xm: Tensor, weight: Tensor, inv_norm: Tensor, c0: int, c1: int, k
 
 def subcenter_forward_lse(xm: Tensor, weight: Tensor, inv_norm: Tensor, k: int,
                           tgt_local: Tensor, tgt_logit: Tensor, block: int, cd: torch.dtype,
-                          negatives: NegativeBlocks | None = None) -> Tensor:
-    """Row-wise logsumexp over the classes (``weight.shape[0] // k``), running max per block."""
+                          negatives: NegativeBlocks | None = None,
+                          shift: Tensor | None = None) -> Tensor:
+    """Row-wise logsumexp over the classes (``weight.shape[0] // k``).
+
+    ``shift`` (batch,): an upper bound of every logit of its row (``s``), one generated pass per
+    block; without it (or with ``negatives``) a running max per block.
+    """
+    if shift is not None and negatives is None:
+        return _shifted_lse(xm, weight, inv_norm, k, tgt_local, tgt_logit, block, cd, shift)
     batch, num = xm.shape[0], weight.shape[0] // k
     run_max = torch.full((batch,), -math.inf, dtype=cd, device=xm.device)
     total = torch.zeros(batch, dtype=cd, device=xm.device)
@@ -56,6 +72,34 @@ def subcenter_forward_lse(xm: Tensor, weight: Tensor, inv_norm: Tensor, k: int,
         lg, _, _ = _block_cos(xm, weight, inv_norm, c0, c1, k, cd)
         run_max = accumulate_block(lg, c0, c1, tgt_local, tgt_logit, run_max, total, negatives)
     return run_max + total.log()
+
+
+def _shifted_lse(xm: Tensor, weight: Tensor, inv_norm: Tensor, k: int, tgt_local: Tensor,
+                 tgt_logit: Tensor, block: int, cd: torch.dtype, shift: Tensor) -> Tensor:
+    """``shift_i + log sum_j exp(z_ij - shift_i)``: one product and one kernel pass per block."""
+    batch, dim = xm.shape
+    num = weight.shape[0] // k
+    wbuf = torch.empty(block * k * dim, dtype=xm.dtype, device=xm.device)
+    work = torch.empty(batch * block * k, dtype=xm.dtype, device=xm.device)
+    total = torch.zeros(batch, dtype=cd, device=xm.device)
+    neg = (-shift).unsqueeze(1)
+    for c0 in range(0, num, block):
+        c1 = min(c0 + block, num)
+        wb, col = _weight_block(weight, inv_norm, c0 * k, c1 * k, xm.dtype, wbuf)
+        r = _product(xm, wb, work, (c1 - c0) * k)
+        rows, cols = block_targets(tgt_local, c0, c1)
+        if rows.numel():  # the target classes are added once, below
+            r.view(batch, c1 - c0, k)[rows, cols] = -math.inf
+        total += kernels.subcenter_exp_rowsum(k, r, col, neg)
+    owned = (tgt_local >= 0).nonzero().squeeze(1)
+    total[owned] += torch.exp(tgt_logit[owned] - shift[owned])
+    lse = shift + total.log()
+    # Sums below 2^26 * tiny mean the largest terms were (nearly) subnormal: redo exactly.
+    low = (total < torch.finfo(cd).tiny * 2.0**26).nonzero().squeeze(1)
+    if low.numel():
+        lse[low] = subcenter_forward_lse(xm[low], weight, inv_norm, k, tgt_local[low],
+                                         tgt_logit[low], block, cd)
+    return lse
 
 
 def subcenter_backward(xm: Tensor, weight: Tensor, inv_norm: Tensor, k: int, tgt_local: Tensor,
@@ -67,6 +111,50 @@ def subcenter_backward(xm: Tensor, weight: Tensor, inv_norm: Tensor, k: int, tgt
     ``tgt_grad`` (batch,) is the finished gradient of each owned target logit
     (``|g|(p_y - 1) dt/dcos``), ``tgt_k`` (batch,) its sub-centre.
     """
+    if negatives is not None:
+        return _eager_backward(xm, weight, inv_norm, k, tgt_local, tgt_grad, tgt_k, block, shift,
+                               cd, grad_weight, negatives)
+    batch, dim = xm.shape
+    num = weight.shape[0] // k
+    grad_xm = torch.zeros(batch, dim, dtype=cd, device=xm.device)
+    fp16 = xm.dtype == torch.float16
+    gdt = cd if fp16 else xm.dtype  # the gradient products' dtype
+    xg = xm.to(gdt)
+    wbuf = torch.empty(block * k * dim, dtype=xm.dtype, device=xm.device)
+    prod = torch.empty(batch * block * k, dtype=xm.dtype, device=xm.device)
+    gbuf = torch.empty(batch * block * k, dtype=gdt, device=xm.device)
+    gwbuf = torch.empty(block * k * dim, dtype=gdt, device=xm.device) if gdt != cd else None
+    neg = (-shift).unsqueeze(1)
+    for c0 in range(0, num, block):
+        c1 = min(c0 + block, num)
+        n, r0, r1 = c1 - c0, c0 * k, c1 * k
+        wb, col = _weight_block(weight, inv_norm, r0, r1, xm.dtype, wbuf)
+        r = _product(xm, wb, prod, n * k)
+        rows, cols = block_targets(tgt_local, c0, c1)
+        if rows.numel():  # exp gives 0 there; the target gradient is set below
+            r.view(batch, n, k)[rows, cols] = -math.inf
+        # dL/dr_{ijk} = dL/dz_ij * (1/|w_jk|) at the arg-max sub-centre, 0 elsewhere
+        g = kernels.subcenter_grad(k, r, col, neg, gbuf[: batch * n * k].view(batch, n * k))
+        if rows.numel():
+            flat = cols * k + tgt_k[rows]
+            g[rows, flat] = (tgt_grad[rows] * col[flat]).to(gdt)
+        wg = weight[r0:r1] if fp16 else wb
+        gw = grad_weight[r0:r1]
+        if gdt == cd:
+            grad_xm.addmm_(g, wg)
+            gw_raw = torch.mm(g.t(), xg, out=gw)
+        else:
+            grad_xm.add_(torch.mm(g, wg).to(cd))
+            gw_raw = torch.mm(g.t(), xg, out=gwbuf[: n * k * dim].view(n * k, dim))
+        # Through w_hat = w/|w|: dw = g_hat/|w| - w <w, g_hat/|w|> / |w|^2.
+        kernels.finish_weight_grad(gw_raw, weight[r0:r1], col, gw)
+    return grad_xm
+
+
+def _eager_backward(xm: Tensor, weight: Tensor, inv_norm: Tensor, k: int, tgt_local: Tensor,
+                    tgt_grad: Tensor, tgt_k: Tensor, block: int, shift: Tensor,
+                    cd: torch.dtype, grad_weight: Tensor, negatives: NegativeBlocks) -> Tensor:
+    """``subcenter_backward`` for changed negatives: eager, scattered per block."""
     batch, dim = xm.shape
     num = weight.shape[0] // k
     grad_xm = torch.zeros(batch, dim, dtype=cd, device=xm.device)
@@ -77,12 +165,9 @@ def subcenter_backward(xm: Tensor, weight: Tensor, inv_norm: Tensor, k: int, tgt
         c1 = min(c0 + block, num)
         n = c1 - c0
         value, idx, col = _block_cos(xm, weight, inv_norm, c0, c1, k, cd)
-        if negatives is None:
-            gz = torch.exp(value + neg)
-        else:
-            cos = negatives._cos(value)
-            nval, ngrad = negatives.fn(cos, *negatives.params)
-            gz = torch.exp(nval * negatives.scale + neg).mul_(ngrad)
+        cos = negatives._cos(value)
+        nval, ngrad = negatives.fn(cos, *negatives.params)
+        gz = torch.exp(nval * negatives.scale + neg).mul_(ngrad)
         rows, cols = block_targets(tgt_local, c0, c1)
         if rows.numel():
             gz[rows, cols] = tgt_grad[rows]
