@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from marginface.identify.running_topk import RunningTopK
+from marginface.validation import check_choice
 
 __all__ = ["SEARCH_DTYPES", "SearchResult", "normalize_rows", "exact_search", "recall_at_k"]
 
@@ -54,9 +55,10 @@ def _merge(best_s: Tensor, best_i: Tensor, s: Tensor, i: Tensor, k: int) -> tupl
 
 
 def _numpy_product(q: Tensor, block: Tensor, out: Tensor) -> None:
-    """``out = q @ block.T`` in float32 through numpy's bundled OpenBLAS: its sgemm runs
-    at faiss's rate on this AVX-512 AMD CPU, where torch's MKL sgemm is ~25% slower (see
-    docs/performance.md). Zero-copy: the three arrays share the tensors' memory."""
+    """``out = q @ block.T`` in float32 through numpy's bundled OpenBLAS, which uses its
+    AVX-512 kernels on this AMD CPU where torch's MKL reports a generic build; whether that is
+    faster is not settled yet (docs/performance.md). Zero-copy: the arrays share the tensors'
+    memory."""
     np.matmul(q.numpy(), block.detach().numpy().T, out=out.numpy())
 
 
@@ -117,8 +119,7 @@ def exact_search(
         )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    if select not in ("topk", "threshold"):
-        raise ValueError(f"select must be 'topk' or 'threshold', got {select!r}")
+    check_choice("select", select, ("topk", "threshold"))
     if product not in _PRODUCTS or (product == "numpy" and gallery.dtype != torch.float32):
         raise ValueError(
             f"product must be 'torch' or (float32 only) 'numpy', got {product!r} "
