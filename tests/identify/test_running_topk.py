@@ -37,13 +37,12 @@ def _tied(n, m, d, seed):
     k=st.integers(1, 60),  # often larger than the gallery
     gblock=st.integers(1, 70),  # often larger than the whole gallery (a single, partial block)
     pblock=st.integers(1, 4),
-    product=st.sampled_from(["numpy", "torch"]),
     seed=st.integers(0, 10_000),
 )
-def test_exact_search_on_ties_equals_stable_brute_force(n, m, k, gblock, pblock, product, seed):
+def test_exact_search_on_ties_equals_stable_brute_force(n, m, k, gblock, pblock, seed):
     gallery, probes = _tied(n, m, 6, seed)
     found = exact_search(gallery, probes, k, probe_block=pblock, gallery_block=gblock,
-                         product=product, select="threshold")
+                         select="threshold")
     scores, order = _stable_reference((probes / 2).double().numpy() @ gallery.double().numpy().T,
                                       min(k, n))
     np.testing.assert_array_equal(found.indices, order)

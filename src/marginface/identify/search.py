@@ -2,11 +2,11 @@
 
 Scores are inner products of L2-normalised rows (cosine similarity). The gallery is scanned in
 blocks of ``gallery_block`` rows against ``probe_block`` probes at a time, and a running top-k is
-merged after each block (a full per-tile top-k, or with ``select="threshold"``
-:class:`~marginface.identify.running_topk.RunningTopK`, which merges only tile entries above a
-probe's current k-th score), so the only temporary beyond the
-gallery itself is one ``probe_block x gallery_block`` score tile and the block's packed copy
-(each at most 2% of the gallery's size).
+merged after each block (by default :class:`~marginface.identify.running_topk.RunningTopK`,
+which merges only tile entries above a probe's current k-th score; ``select="topk"`` takes a
+full top-k of every tile), so the only temporary beyond the gallery itself is one
+``probe_block x gallery_block`` score tile and the block's packed copy (each at most 2% of the
+gallery's size, and the tile at most 8 MiB, so that it stays in the CPU's last-level cache).
 
 bfloat16: the gallery is held (and multiplied) in bfloat16 without a float32 copy; the score
 tiles are then rounded to bfloat16 (8 significant bits), which reorders close neighbours. The
@@ -29,6 +29,9 @@ from marginface.validation import check_choice
 __all__ = ["SEARCH_DTYPES", "SearchResult", "normalize_rows", "exact_search", "recall_at_k"]
 
 SEARCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# a score tile of 1,000 probes x 2,048 rows: in the last-level cache while the running top-k reads
+# it (at 1M x 512 this was faster than the 2%-of-gallery tiles: docs/performance.md)
+TILE_BYTES = 8 * 2**20
 
 
 @dataclass
@@ -54,22 +57,6 @@ def _merge(best_s: Tensor, best_i: Tensor, s: Tensor, i: Tensor, k: int) -> tupl
     return top.values, indices.gather(1, top.indices)
 
 
-def _numpy_product(q: Tensor, block: Tensor, out: Tensor) -> None:
-    """``out = q @ block.T`` in float32 through numpy's bundled OpenBLAS, which uses its
-    AVX-512 kernels on this AMD CPU where torch's MKL reports a generic build; whether that is
-    faster is not settled yet (docs/performance.md). Zero-copy: the arrays share the tensors'
-    memory."""
-    np.matmul(q.numpy(), block.detach().numpy().T, out=out.numpy())
-
-
-def _torch_product(q: Tensor, block: Tensor, out: Tensor) -> None:
-    """``out = q @ block.T`` through torch (bfloat16: oneDNN's AVX512-BF16 kernels)."""
-    torch.mm(q, block.T, out=out)
-
-
-_PRODUCTS = {"numpy": _numpy_product, "torch": _torch_product}
-
-
 def _rescore(gallery: Tensor, probes: Tensor, candidates: Tensor, k: int, chunk: int = 64):
     """Float32 scores of the candidate rows (read from the bf16 gallery), best ``k`` first; in
     chunks of probes so that the upcast rows stay a few MiB."""
@@ -90,22 +77,20 @@ def exact_search(
     probe_block: int = 1024,
     gallery_block: int | None = None,
     rerank: int | None = None,
-    product: str = "torch",
-    select: str = "topk",
+    select: str = "threshold",
 ) -> SearchResult:
     """Top-``k`` gallery rows by inner product for each probe row (exact, blocked).
 
     ``gallery`` (N, D) float32 or bfloat16, rows already normalised; ``probes`` (M, D) are
     normalised here and cast to the gallery's dtype. ``rerank`` (bfloat16 only, default
     ``2k + 8``) is the number of candidates rescored in float32; see the module docstring.
-    ``gallery_block`` defaults to the rows whose score tile, and whose own copy, are each 2% of
-    the gallery's bytes (clamped to 1-64 MiB): few, large tiles (per-tile overhead dominates
-    small ones on a busy machine) while the search's memory stays within 10% of the gallery's.
-    ``product`` computes each score tile: ``"torch"`` (torch.mm) or, float32 only, ``"numpy"``
-    (numpy's OpenBLAS sgemm). ``select``: ``"topk"`` (a full top-k of every tile, then merged;
-    ties in any order) or ``"threshold"`` (:class:`RunningTopK`: only entries above a probe's
-    k-th score are merged; ties broken by the lower gallery index). The defaults are the old
-    path; which is faster on a quiet machine is open (docs/performance.md).
+    ``gallery_block`` defaults to the rows whose score tile is at most 8 MiB (as float32) and at
+    most 2% of the gallery's bytes, as is the block's own copy (the budget clamped to 1-64 MiB):
+    the tile stays cache-resident, and the search's memory within 10% of the gallery's.
+    ``select``: ``"threshold"`` (:class:`RunningTopK`: only entries above a probe's k-th score
+    are merged; ties broken by the lower gallery index) or ``"topk"`` (a full top-k of every
+    tile, then merged; ties in any order). The threshold path was the faster on a quiet machine
+    (docs/performance.md, "Exact search").
     """
     if gallery.dim() != 2 or gallery.dtype not in SEARCH_DTYPES.values():
         raise ValueError(
@@ -120,18 +105,17 @@ def exact_search(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     check_choice("select", select, ("topk", "threshold"))
-    if product not in _PRODUCTS or (product == "numpy" and gallery.dtype != torch.float32):
-        raise ValueError(
-            f"product must be 'torch' or (float32 only) 'numpy', got {product!r} "
-            f"for a {gallery.dtype} gallery"
-        )
     n, m = gallery.shape[0], probes.shape[0]
     if gallery_block is None:
         budget = min(max(0.02 * gallery.numel() * gallery.element_size(), 2**20), 64 * 2**20)
         # both the score tile (probes x block) and the block itself (block x D: the matmul
         # may pack a copy of it) stay within the budget
-        rows = max(min(m, probe_block), gallery.shape[1])
-        gallery_block = max(64, int(budget / gallery.element_size() / rows))
+        widest = max(min(m, probe_block), gallery.shape[1])
+        rows = min(int(budget / gallery.element_size() / widest),
+                   TILE_BYTES // (4 * min(m, probe_block)))
+        # a multiple of 64: the tile's row stride stays aligned (2,097 columns ran the float32
+        # product ~25% slower than 2,048 here)
+        gallery_block = max(64, rows // 64 * 64)
     if probe_block < 1 or gallery_block < 1:
         raise ValueError("probe_block and gallery_block must be >= 1")
     k = min(k, n)
@@ -144,7 +128,6 @@ def exact_search(
     out_s = torch.empty(m, k)
     out_i = torch.empty(m, k, dtype=torch.int64)
     buffer = torch.empty(min(m, probe_block) * gallery_block, dtype=gallery.dtype)
-    product_fn = _PRODUCTS[product]
     with torch.inference_mode():
         for p0 in range(0, m, probe_block):
             p = probes[p0 : p0 + probe_block]
@@ -156,11 +139,15 @@ def exact_search(
                 block = gallery[g0 : g0 + gallery_block]
                 # one reused buffer: a fresh tile per block fragments the heap (RSS creeps up)
                 tile = buffer[: len(p) * len(block)].view(len(p), len(block))
-                product_fn(q, block, tile)
+                torch.mm(q, block.T, out=tile)
                 if best is not None:
                     best.add(tile, g0)
                 else:
                     top = tile.topk(min(keep, tile.shape[1]), dim=1)
+                    if not torch.isfinite(top.values).all():  # topk ranks NaN first
+                        bad = (~torch.isfinite(tile)).any(dim=0).nonzero()[0, 0].item() + g0
+                        raise ValueError(f"gallery row {bad} gives a non-finite score "
+                                         "(NaN or inf values)")
                     best_s, best_i = _merge(best_s, best_i, top.values, top.indices + g0, keep)
             if best is not None:
                 best_s, best_i = best.scores, best.indices
