@@ -22,7 +22,7 @@ def _broken_compiler(module):
 
 
 def test_compile_failure_warns_once_and_trains_like_eager(tmp_path, monkeypatch, recwarn):
-    eager = tiny_trainer(tmp_path / "eager", STEPS)
+    eager = tiny_trainer(tmp_path / "eager", [*STEPS, "train.precision=fp32"])
     eager.fit()
     monkeypatch.setattr(compiled_module, "compile_module", _broken_compiler)
     fallback = tiny_trainer(tmp_path / "fallback", [*STEPS, "train.compile=true",
@@ -69,13 +69,25 @@ def test_channels_last_exact_resume_and_same_as_nchw(tmp_path, optimizer):
 
 def test_precision_auto_table(monkeypatch):
     cpu = torch.device("cpu")
-    assert resolve_precision("fp32", True, cpu) == "fp32"
-    assert resolve_precision("bf16", False, cpu) == "bf16"
-    assert resolve_precision("auto", False, cpu) == "fp32"  # eager bf16 measured slower
+    assert resolve_precision("fp32", True, cpu, True) == "fp32"
+    assert resolve_precision("bf16", False, cpu, False) == "bf16"
     monkeypatch.setattr("marginface.train.precision.native_bf16", lambda device: True)
     assert resolve_precision("auto", True, cpu) == "bf16"
+    assert resolve_precision("auto", False, cpu, channels_last=True) == "bf16"
+    assert resolve_precision("auto", False, cpu, channels_last=False) == "fp32"  # eager NCHW
     monkeypatch.setattr("marginface.train.precision.native_bf16", lambda device: False)
-    assert resolve_precision("auto", True, cpu) == "fp32"
+    assert resolve_precision("auto", True, cpu, True) == "fp32"
+    assert resolve_precision("auto", False, cpu, True) == "fp32"
+
+
+def test_default_config_trains_in_channels_last_and_auto_precision(tmp_path, monkeypatch):
+    """A config that says nothing gets channels_last, and bf16 exactly where the device has it."""
+    monkeypatch.setattr("marginface.train.precision.native_bf16", lambda device: True)
+    trainer = tiny_trainer(tmp_path / "auto", STEPS)
+    assert trainer.config.train.channels_last is True and trainer.precision == "bf16"
+    assert next(trainer.model.conv2.parameters()).is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr("marginface.train.precision.native_bf16", lambda device: False)
+    assert tiny_trainer(tmp_path / "no_bf16", STEPS).precision == "fp32"
 
 
 def test_native_bf16_answers_a_bool():

@@ -174,7 +174,7 @@ class TrainConfig:
     grad_clip: float | None = None
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: precision.resolve_precision
     compile: bool = False  # torch.compile the backbone (marginface.train.compiled)
-    channels_last: bool = False  # backbone weights and inputs in channels_last memory format
+    channels_last: bool = True  # backbone weights and inputs in channels_last memory format
     device: str = "cpu"
     log_interval: int = 10
     checkpoint_interval: int = 500

@@ -98,7 +98,8 @@ class Trainer:
         self.ctx = ctx or DistContext(device=torch.device(config.train.device))
         self.config = c = config
         # "auto" is resolved here, once per run (the saved config keeps what the user wrote)
-        self.precision = resolve_precision(c.train.precision, c.train.compile, self.ctx.device)
+        self.precision = resolve_precision(c.train.precision, c.train.compile, self.ctx.device,
+                                           c.train.channels_last)
         check_precision(self.precision, self.ctx.device)
         if c.train.threads:
             torch.set_num_threads(c.train.threads)

@@ -5,10 +5,13 @@ The backbone runs under the autocast context; the head's loss always gets float3
 only, and bf16 has the range that makes a scaler unnecessary.
 
 ``auto`` (the default) is resolved once per run by :func:`resolve_precision` from a small table
-(docs/training.md, "Speed"): bf16 only where it was measured faster than fp32, i.e. a compiled
-step on a CPU with native bfloat16 (AVX512-BF16/AMX, as oneDNN reports it) or CUDA with bf16;
-fp32 otherwise. Eager bf16 autocast on CPU was measured *slower* than fp32 here (the casts around
-every convolution cost more than the bf16 arithmetic saves), so eager stays fp32.
+(docs/training.md, "Speed"): bf16 where it was measured faster than fp32, i.e. on a device with
+native bfloat16 (AVX512-BF16/AMX as oneDNN reports it, or CUDA with bf16) when the step is compiled
+or runs in channels_last (the default layout); fp32 otherwise. On this project's CPU, eager
+channels_last bf16 ran 1.35x eager channels_last fp32 and compiled channels_last bf16 2.25x eager
+fp32 (benchmarks/bench_train.py), once the slow oneDNN bf16 input gradient of strided depthwise
+convolutions was replaced (:mod:`marginface.train.strided_depthwise`). Eager NCHW bf16 was never
+measured faster, so an NCHW eager step stays fp32.
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, compiled: bool, device: torch.device) -> str:
-    """``precision`` itself, or for ``auto``: bf16 if ``compiled`` and the device has native
-    bfloat16, else fp32 (the rule and the figures behind it: docs/training.md, "Speed")."""
+def resolve_precision(precision: str, compiled: bool, device: torch.device,
+                      channels_last: bool = False) -> str:
+    """``precision`` itself, or for ``auto``: bf16 if the step is ``compiled`` or runs in
+    ``channels_last`` and the device has native bfloat16, else fp32 (the rule and the figures
+    behind it: docs/training.md, "Speed")."""
     if precision != "auto":
         return precision
-    return "bf16" if compiled and native_bf16(device) else "fp32"
+    return "bf16" if (compiled or channels_last) and native_bf16(device) else "fp32"
 
 
 def check_precision(precision: str, device: torch.device) -> None:
