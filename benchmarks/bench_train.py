@@ -98,7 +98,7 @@ def child(args: argparse.Namespace) -> dict:
         f"model.name={args.model}", f"model.input_size=[{size[0]}, {size[1]}]",
         "model.embedding_dim=128", "head.name=cosface", "head.scale=30.0", "head.margin=0.35",
         "data.kind=rec", f"data.path={args.rec}", f"data.num_workers={args.workers}",
-        "schedule.warmup_steps=30", "train.grad_clip=5.0",
+        f"optimizer.lr={args.lr}", "schedule.warmup_steps=30", "train.grad_clip=5.0",
         f"train.batch_size={args.batch}", f"train.max_steps={args.steps}",
         "train.checkpoint_interval=0", "train.progress=false", "train.log_interval=1000000",
         f"train.compile={str(spec['compile']).lower()}",
@@ -145,7 +145,7 @@ def run_paths(args: argparse.Namespace, paths: list[str]) -> list[dict]:
             command = [sys.executable, __file__, "--child", name, "--rec", str(rec),
                        "--run-dir", str(Path(tmp) / name), "--steps", str(args.steps),
                        "--warmup", str(args.warmup), "--loss-window", str(args.loss_window),
-                       "--batch", str(args.batch), "--model", args.model,
+                       "--batch", str(args.batch), "--model", args.model, "--lr", str(args.lr),
                        "--input-size", *map(str, args.input_size),
                        "--workers", str(args.workers),
                        *(["--threads", str(args.threads)] if args.threads else [])]
@@ -222,7 +222,8 @@ def write_doc(result: dict, text: str) -> None:
         f"packed by `marginface.data.pack_folder`, {a['identities']} identities x "
         f"{a['per_identity']} images, {a['workers']} DataLoader worker), "
         f"{a['model']} {a['input_size'][0]}x{a['input_size'][1]}, CosFace, batch {a['batch']}, "
-        f"SGD, each path in its own process from the same seed, {a['steps']} steps. img/s is the "
+        f"SGD (peak lr {a.get('lr', 0.1)}, poly), each path in its own process from the same "
+        f"seed, {a['steps']} steps. img/s is the "
         f"steady-state rate (batch / median step time after {a['warmup']} steps, data wait "
         "included); the compile column is the first step's extra time; the loss is the mean of "
         f"the last {a['loss_window']} steps, compared with eager fp32's (must be within 2 %). "
@@ -248,6 +249,8 @@ def main() -> int:
     p.add_argument("--loss-window", type=int, default=50)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--identities", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=0.1,
+                   help="peak SGD learning rate (poly decay to 0 over --steps)")
     p.add_argument("--per-identity", type=int, default=20)
     p.add_argument("--threads", type=int)
     p.add_argument("--out", type=Path, default=RESULTS)
