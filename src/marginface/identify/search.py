@@ -90,8 +90,9 @@ def exact_search(
     """Top-``k`` gallery rows by inner product for each probe row (exact, blocked).
 
     ``gallery`` (N, D) float32 or bfloat16, rows already normalised; ``probes`` (M, D) are
-    normalised here and cast to the gallery's dtype. ``rerank`` (bfloat16 only, default
-    ``2k + 8``) is the number of candidates rescored in float32; see the module docstring.
+    normalised here and cast to the gallery's dtype. ``rerank`` (bfloat16 gallery, default
+    ``2k + 8``; or ``product="bf16_filter"``, below) is the number of candidates rescored in
+    float32; see the module docstring.
     ``gallery_block`` defaults to the rows whose score tile is at most 8 MiB (as float32) and at
     most 2% of the gallery's bytes, as is the block's own copy (the budget clamped to 1-64 MiB):
     the tile stays cache-resident, and the search's memory within 10% of the gallery's.
