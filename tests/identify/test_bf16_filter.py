@@ -118,7 +118,7 @@ def _check_exact_topk(gallery, probes, found, k):
     assert (np.diff(found.scores, axis=1) <= 0).all()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(n=st.integers(1, 300), m=st.integers(1, 9), k=st.integers(1, 12), d=st.integers(2, 64),
        extra=st.integers(0, 40), gblock=st.integers(1, 97), pblock=st.integers(1, 5),
        seed=st.integers(0, 10_000))

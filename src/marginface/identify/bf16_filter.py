@@ -94,8 +94,9 @@ class Scanner:
         return best
 
 
-def _rescore(gallery: Tensor, probes: Tensor, candidates: Tensor, k: int, chunk: int = 64):
-    """Float32 scores of the candidate rows, best ``k`` first, ties to the lower index."""
+def _rescore(gallery: Tensor, probes: Tensor, candidates: Tensor, k: int, chunk: int = 16):
+    """Float32 scores of the candidate rows, best ``k`` first, ties to the lower index; in
+    chunks of probes so that the gathered rows stay ~3 MiB (peak memory)."""
     candidates = candidates.sort(dim=1).values  # index order: a stable sort keeps lower first
     scores = torch.empty(candidates.shape)
     for c0 in range(0, len(probes), chunk):
