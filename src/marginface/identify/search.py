@@ -13,6 +13,10 @@ tiles are then rounded to bfloat16 (8 significant bits), which reorders close ne
 running top-k therefore keeps ``rerank`` candidates per probe and the final top-k rescores them
 in float32 from the same bfloat16 rows (float32 accumulation), so the answer differs from the
 float32 search only by the rows' own quantisation.
+
+``product="bf16_filter"`` (float32 gallery): an exact float32 search whose tiles are bfloat16
+products of the rounded rows, with a proven error bound deciding which candidates to rescore in
+float32 (:mod:`marginface.identify.bf16_filter`).
 """
 
 from __future__ import annotations
@@ -23,15 +27,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from marginface.identify.bf16_filter import Scanner, bf16_filter_search, default_capacity
 from marginface.identify.running_topk import RunningTopK
 from marginface.validation import check_choice
 
-__all__ = ["SEARCH_DTYPES", "SearchResult", "normalize_rows", "exact_search", "recall_at_k"]
+__all__ = ["PRODUCTS", "SEARCH_DTYPES", "SearchResult", "exact_search", "normalize_rows",
+           "recall_at_k"]
 
 SEARCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # a score tile of 1,000 probes x 2,048 rows: in the last-level cache while the running top-k reads
 # it (at 1M x 512 this was faster than the 2%-of-gallery tiles: docs/performance.md)
 TILE_BYTES = 8 * 2**20
+PRODUCTS = ("float32", "bf16_filter")
 
 
 @dataclass
@@ -78,12 +85,14 @@ def exact_search(
     gallery_block: int | None = None,
     rerank: int | None = None,
     select: str = "threshold",
+    product: str = "float32",
 ) -> SearchResult:
     """Top-``k`` gallery rows by inner product for each probe row (exact, blocked).
 
     ``gallery`` (N, D) float32 or bfloat16, rows already normalised; ``probes`` (M, D) are
-    normalised here and cast to the gallery's dtype. ``rerank`` (bfloat16 only, default
-    ``2k + 8``) is the number of candidates rescored in float32; see the module docstring.
+    normalised here and cast to the gallery's dtype. ``rerank`` (bfloat16 gallery, default
+    ``2k + 8``; or ``product="bf16_filter"``, below) is the number of candidates rescored in
+    float32; see the module docstring.
     ``gallery_block`` defaults to the rows whose score tile is at most 8 MiB (as float32) and at
     most 2% of the gallery's bytes, as is the block's own copy (the budget clamped to 1-64 MiB):
     the tile stays cache-resident, and the search's memory within 10% of the gallery's.
@@ -91,6 +100,12 @@ def exact_search(
     are merged; ties broken by the lower gallery index) or ``"topk"`` (a full top-k of every
     tile, then merged; ties in any order). The threshold path was the faster on a quiet machine
     (docs/performance.md, "Exact search").
+    ``product="bf16_filter"`` (float32 gallery only): bf16 products of the rounded rows filter
+    and the candidates are rescored in float32; still exact, as the bound
+    ``|s~ - f| <= 2^-8 |s~| + A`` (A ~ 0.0079 |q| max|g| at D = 512) decides which rows can be
+    in the top-k (:mod:`~marginface.identify.bf16_filter`); ``rerank`` is then the first
+    capacity (default ``4k + 64``), doubled for probes whose window did not fit. The result is
+    the float32 top-k with ties to the lower index (``select`` is not used).
     """
     if gallery.dim() != 2 or gallery.dtype not in SEARCH_DTYPES.values():
         raise ValueError(
@@ -105,6 +120,10 @@ def exact_search(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     check_choice("select", select, ("topk", "threshold"))
+    check_choice("product", product, PRODUCTS)
+    if product == "bf16_filter" and gallery.dtype != torch.float32:
+        raise ValueError(f"product='bf16_filter' needs a float32 gallery, got {gallery.dtype} "
+                         "(a bfloat16 gallery is multiplied in bfloat16 already)")
     n, m = gallery.shape[0], probes.shape[0]
     if gallery_block is None:
         budget = min(max(0.02 * gallery.numel() * gallery.element_size(), 2**20), 64 * 2**20)
@@ -121,10 +140,20 @@ def exact_search(
     k = min(k, n)
     if k == 0:  # an empty gallery: every probe has no match
         return SearchResult(np.empty((m, 0), np.float32), np.empty((m, 0), np.int64))
+    if product == "bf16_filter":
+        return _filtered(gallery, probes, k, probe_block, gallery_block, rerank)
     low = gallery.dtype == torch.bfloat16
     keep = min(n, rerank if rerank is not None else 2 * k + 8) if low else k
     if keep < k:
         raise ValueError(f"rerank must be >= k ({k}), got {rerank}")
+    return _plain(gallery, probes, k, probe_block, gallery_block, keep, select)
+
+
+def _plain(gallery: Tensor, probes: Tensor, k: int, probe_block: int, gallery_block: int,
+           keep: int, select: str) -> SearchResult:
+    """The search in the gallery's dtype (``probes`` normalised, arguments checked)."""
+    n, m = gallery.shape[0], probes.shape[0]
+    low = gallery.dtype == torch.bfloat16
     out_s = torch.empty(m, k)
     out_i = torch.empty(m, k, dtype=torch.int64)
     buffer = torch.empty(min(m, probe_block) * gallery_block, dtype=gallery.dtype)
@@ -155,6 +184,31 @@ def exact_search(
                 best_s, best_i = _rescore(gallery, p, best_i, k)
             out_s[p0 : p0 + len(p)] = best_s.float()
             out_i[p0 : p0 + len(p)] = best_i
+    return SearchResult(out_s.numpy(), out_i.numpy())
+
+
+def _filtered(gallery: Tensor, probes: Tensor, k: int, probe_block: int, gallery_block: int,
+              rerank: int | None) -> SearchResult:
+    """The ``product="bf16_filter"`` search; probes whose window outgrew the largest capacity
+    get the plain float32 search."""
+    m = probes.shape[0]
+    capacity = rerank if rerank is not None else default_capacity(k)
+    if capacity < k:
+        raise ValueError(f"rerank must be >= k ({k}), got {rerank}")
+    out_s = torch.empty(m, k)
+    out_i = torch.empty(m, k, dtype=torch.int64)
+    scanner = Scanner(gallery, gallery_block, min(m, probe_block))
+    with torch.inference_mode():
+        for p0 in range(0, m, probe_block):
+            p = probes[p0 : p0 + probe_block]
+            s, i, unresolved = bf16_filter_search(gallery, p, k, gallery_block=gallery_block,
+                                                  capacity=capacity, scanner=scanner)
+            if len(unresolved):
+                plain = _plain(gallery, p[unresolved], k, probe_block, gallery_block, k,
+                               "threshold")
+                s[unresolved] = torch.from_numpy(plain.scores)
+                i[unresolved] = torch.from_numpy(plain.indices)
+            out_s[p0 : p0 + len(p)], out_i[p0 : p0 + len(p)] = s, i
     return SearchResult(out_s.numpy(), out_i.numpy())
 
 
