@@ -42,7 +42,8 @@ from torch import Tensor
 
 from marginface.identify.running_topk import RunningTopK
 
-__all__ = ["MAX_CAPACITY", "Scanner", "bf16_filter_search", "default_capacity", "score_bound"]
+__all__ = ["MAX_CAPACITY", "Scanner", "bf16_filter_search", "candidate_scores",
+           "default_capacity", "score_bound"]
 
 U_BF16 = 2.0**-8
 U_FP32 = 2.0**-24
@@ -94,15 +95,23 @@ class Scanner:
         return best
 
 
-def _rescore(gallery: Tensor, probes: Tensor, candidates: Tensor, k: int, chunk: int = 16):
-    """Float32 scores of the candidate rows, best ``k`` first, ties to the lower index; in
-    chunks of probes so that the gathered rows stay ~3 MiB (peak memory)."""
-    candidates = candidates.sort(dim=1).values  # index order: a stable sort keeps lower first
+def candidate_scores(gallery: Tensor, probes: Tensor, candidates: Tensor,
+                     chunk: int = 16) -> Tensor:
+    """Float32 scores (M, c) of each probe against its ``candidates`` (M, c) gallery rows (read in
+    the gallery's dtype, multiplied in float32), in chunks of probes so that the gathered rows
+    stay a few MiB (peak memory)."""
     scores = torch.empty(candidates.shape)
     for c0 in range(0, len(probes), chunk):
         ids = candidates[c0 : c0 + chunk]
-        rows = gallery[ids.reshape(-1)].reshape(*ids.shape, -1)
+        rows = gallery[ids.reshape(-1)].float().reshape(*ids.shape, -1)
         torch.bmm(rows, probes[c0 : c0 + chunk, :, None], out=scores[c0 : c0 + chunk, :, None])
+    return scores
+
+
+def _rescore(gallery: Tensor, probes: Tensor, candidates: Tensor, k: int):
+    """Float32 scores of the candidate rows, best ``k`` first, ties to the lower index."""
+    candidates = candidates.sort(dim=1).values  # index order: a stable sort keeps lower first
+    scores = candidate_scores(gallery, probes, candidates)
     order = scores.sort(dim=1, descending=True, stable=True).indices[:, :k]
     return scores.gather(1, order), candidates.gather(1, order)
 

@@ -17,7 +17,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["RunningTopK"]
+__all__ = ["RunningTopK", "raise_non_finite_row"]
+
+
+def raise_non_finite_row(tile: Tensor, offset: int) -> None:
+    """Raise the error naming the first gallery row (``offset`` + column) of ``tile`` whose
+    score is NaN or infinite."""
+    bad = (~torch.isfinite(tile)).any(dim=0).nonzero()[0, 0].item() + offset
+    raise ValueError(f"gallery row {bad} gives a non-finite score (NaN or inf values)")
 
 
 class RunningTopK:
@@ -46,8 +53,7 @@ class RunningTopK:
             return
         rowmax = tile.amax(dim=1)  # propagates NaN: a non-finite gallery row is caught here
         if not torch.isfinite(rowmax).all():
-            bad = (~torch.isfinite(tile)).any(dim=0).nonzero()[0, 0].item() + offset
-            raise ValueError(f"gallery row {bad} gives a non-finite score (NaN or inf values)")
+            raise_non_finite_row(tile, offset)
         if self.seen >= self.k:
             hit = (rowmax > self.scores[:, -1]).nonzero()[:, 0]
             if len(hit) == 0:

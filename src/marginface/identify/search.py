@@ -27,8 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from marginface.identify.bf16_filter import Scanner, bf16_filter_search, default_capacity
-from marginface.identify.running_topk import RunningTopK
+from marginface.identify.bf16_filter import (
+    Scanner,
+    bf16_filter_search,
+    candidate_scores,
+    default_capacity,
+)
+from marginface.identify.running_topk import RunningTopK, raise_non_finite_row
 from marginface.validation import check_choice
 
 __all__ = ["PRODUCTS", "SEARCH_DTYPES", "SearchResult", "exact_search", "normalize_rows",
@@ -64,14 +69,9 @@ def _merge(best_s: Tensor, best_i: Tensor, s: Tensor, i: Tensor, k: int) -> tupl
     return top.values, indices.gather(1, top.indices)
 
 
-def _rescore(gallery: Tensor, probes: Tensor, candidates: Tensor, k: int, chunk: int = 64):
-    """Float32 scores of the candidate rows (read from the bf16 gallery), best ``k`` first; in
-    chunks of probes so that the upcast rows stay a few MiB."""
-    scores = torch.empty(candidates.shape)
-    for c0 in range(0, len(probes), chunk):
-        ids = candidates[c0 : c0 + chunk]
-        rows = gallery[ids.reshape(-1)].float().reshape(*ids.shape, -1)
-        torch.bmm(rows, probes[c0 : c0 + chunk, :, None], out=scores[c0 : c0 + chunk, :, None])
+def _rescore(gallery: Tensor, probes: Tensor, candidates: Tensor, k: int):
+    """Float32 scores of the candidate rows (read from the bf16 gallery), best ``k`` first."""
+    scores = candidate_scores(gallery, probes, candidates, chunk=64)
     top, order = scores.topk(k, dim=1)
     return top, candidates.gather(1, order)
 
@@ -174,9 +174,7 @@ def _plain(gallery: Tensor, probes: Tensor, k: int, probe_block: int, gallery_bl
                 else:
                     top = tile.topk(min(keep, tile.shape[1]), dim=1)
                     if not torch.isfinite(top.values).all():  # topk ranks NaN first
-                        bad = (~torch.isfinite(tile)).any(dim=0).nonzero()[0, 0].item() + g0
-                        raise ValueError(f"gallery row {bad} gives a non-finite score "
-                                         "(NaN or inf values)")
+                        raise_non_finite_row(tile, g0)
                     best_s, best_i = _merge(best_s, best_i, top.values, top.indices + g0, keep)
             if best is not None:
                 best_s, best_i = best.scores, best.indices
@@ -193,8 +191,6 @@ def _filtered(gallery: Tensor, probes: Tensor, k: int, probe_block: int, gallery
     get the plain float32 search."""
     m = probes.shape[0]
     capacity = rerank if rerank is not None else default_capacity(k)
-    if capacity < k:
-        raise ValueError(f"rerank must be >= k ({k}), got {rerank}")
     out_s = torch.empty(m, k)
     out_i = torch.empty(m, k, dtype=torch.int64)
     scanner = Scanner(gallery, gallery_block, min(m, probe_block))
