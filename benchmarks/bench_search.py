@@ -5,8 +5,9 @@
 
 Methods, each in its own process (so that peak RSS is its own): marginface exact search in float32
 and bfloat16 (``marginface.identify.search.exact_search``: torch.mm tiles and its default
-threshold top-k; ``_topk``: a full top-k of every tile instead; ``_fp32_bf16filter``: the exact
-float32 search through bf16 products, ``product="bf16_filter"``),
+threshold top-k with the plain float32 product; ``_topk``: a full top-k of every tile instead;
+``_fp32_bf16filter``: the exact float32 search through bf16 products, ``product="bf16_filter"``;
+``_fp32_auto``: the default a user gets, ``product="auto"``),
 plain numpy (matmul + argpartition, 100 probes at a time), faiss-cpu's flat inner-product index,
 and the approximate IVF and HNSW indexes (recall@k against exact float32 search). The gallery is
 generated in blocks straight into the searched dtype (no float32 copy of a bfloat16 gallery).
@@ -43,6 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "### Last full run (written by bench_search.py)"
 METHODS = ("marginface_fp32", "marginface_fp32_topk", "marginface_fp32_bf16filter",
+           "marginface_fp32_auto",
            "marginface_bf16", "marginface_bf16_topk", "numpy", "faiss_flat", "faiss_ivf",
            "faiss_hnsw")
 
@@ -96,7 +98,8 @@ def _worker(args: argparse.Namespace) -> dict:
     if method.startswith("marginface"):
         dtype = torch.bfloat16 if method.startswith("marginface_bf16") else torch.float32
         select = "topk" if method.endswith("_topk") else "threshold"
-        product = "bf16_filter" if method.endswith("_bf16filter") else "float32"
+        product = ("bf16_filter" if method.endswith("_bf16filter")
+                   else "auto" if method.endswith("_auto") else "float32")
         gallery = torch.empty(args.n, args.dim, dtype=dtype)
         for start, block in _blocks(args.n, args.dim):
             gallery[start : start + len(block)] = torch.from_numpy(block)
@@ -324,12 +327,22 @@ def _targets(rows: dict) -> dict:
     if "search_s" in filtered and "search_s" in fp32:
         targets["fp32_bf16filter_speedup_over_fp32"] = round(fp32["search_s"]
                                                              / filtered["search_s"], 2)
+    default = rows.get("marginface_fp32_auto", {})
+    if "search_s" in default and "search_s" in flat:
+        # product="auto", what exact_search and the CLI use unless told otherwise
+        targets["fp32_default_at_least_faiss_flat_speed"] = (
+            default["search_s"] <= flat["search_s"])
+        targets["fp32_default_over_faiss_flat"] = round(default["search_s"] / flat["search_s"], 3)
+    if "search_s" in default and "search_s" in bf16:
+        targets["bf16_speedup_over_fp32_default"] = round(default["search_s"]
+                                                          / bf16["search_s"], 2)
     if "search_s" in fp32 and "search_s" in bf16:
         targets["bf16_speedup"] = round(fp32["search_s"] / bf16["search_s"], 2)
         targets["bf16_1.5x_and_recall_0.99"] = (
             targets["bf16_speedup"] >= 1.5 and bf16.get("recall_at_k", 0) >= 0.99
         )
-    for name in ("marginface_fp32", "marginface_fp32_bf16filter", "marginface_bf16"):
+    for name in ("marginface_fp32", "marginface_fp32_bf16filter", "marginface_fp32_auto",
+                 "marginface_bf16"):
         if "memory_ratio" in rows.get(name, {}):
             targets[f"{name}_memory_within_10pct"] = rows[name]["memory_ratio"] <= 1.10
     return targets

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marginface.identify.search import exact_search, normalize_rows, recall_at_k
+from marginface.identify.search import exact_search, normalize_rows, recall_at_k, resolve_product
 
 
 def _unit(n, d, seed):
@@ -67,3 +67,39 @@ def test_recall_at_k_by_hand():
     with pytest.raises(ValueError):
         recall_at_k(np.array([[1]]), np.array([[1], [2]]))
 
+
+
+@pytest.mark.parametrize(
+    ("rows", "probes", "dtype", "native", "expected"),
+    [
+        (100_000, 50, torch.float32, True, "bf16_filter"),
+        (99_999, 50, torch.float32, True, "float32"),
+        (100_000, 49, torch.float32, True, "float32"),
+        (100_000, 50, torch.float32, False, "float32"),
+        (100_000, 50, torch.bfloat16, True, "float32"),
+    ],
+)
+def test_auto_product_takes_the_filter_only_where_it_was_measured_faster(
+    monkeypatch, rows, probes, dtype, native, expected
+):
+    monkeypatch.setattr("marginface.identify.search.native_bf16", lambda device: native)
+    gallery = torch.empty(rows, 8, dtype=dtype)
+    assert resolve_product("auto", gallery, probes) == expected
+    assert resolve_product("float32", gallery, probes) == "float32"
+    with pytest.raises(ValueError, match="product"):
+        resolve_product("fast", gallery, probes)
+
+
+def test_auto_search_is_the_exact_float32_answer_on_a_filtered_size(monkeypatch):
+    monkeypatch.setattr("marginface.identify.search.native_bf16", lambda device: True)
+    gallery = normalize_rows(torch.randn(100_000, 64, generator=torch.Generator().manual_seed(3)))
+    gallery[7] = gallery[5]  # a tie: both paths name the lower row first
+    others = torch.randn(49, 64, generator=torch.Generator().manual_seed(4))
+    probes = torch.cat([gallery[5:6], others])
+    assert resolve_product("auto", gallery, len(probes)) == "bf16_filter"
+    auto = exact_search(gallery, probes, 10)
+    plain = exact_search(gallery, probes, 10, product="float32")
+    np.testing.assert_array_equal(auto.indices, plain.indices)
+    # the same float32 dot products, summed in another order (rescoring vs the tile's mm)
+    np.testing.assert_allclose(auto.scores, plain.scores, rtol=0, atol=5e-7)
+    assert auto.indices[0, 0] == 5 and auto.indices[0, 1] == 7

@@ -18,23 +18,13 @@ from __future__ import annotations
 
 import torch
 
+# re-exported here: resolve_precision looks it up in this module (tests patch it here)
+from marginface.devices import native_bf16
+
 __all__ = ["PRECISIONS", "check_precision", "autocast_context", "make_grad_scaler",
            "native_bf16", "resolve_precision"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively (not emulated through fp32)."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device.type == "cpu":
-        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-        try:
-            return bool(probe()) if probe is not None else False
-        except RuntimeError:  # a build without oneDNN
-            return False
-    return False
 
 
 def resolve_precision(precision: str, compiled: bool, device: torch.device,
