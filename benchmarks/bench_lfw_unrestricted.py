@@ -57,7 +57,8 @@ PLOT = ROOT / "docs" / "images" / "lfw_unrestricted.png"
 CASIA = ROOT.parent / "shared" / "models" / "mobilefacenet-casia" / "068.ckpt"
 HEADS = ("softmax", "normface", "sphereface", "cosface", "arcface", "combined")
 MARGIN_FREE = ("softmax", "normface")
-PAPER_KEYS = ("scale", "margin", "m", "m1", "m2", "m3", "base", "gamma", "power", "lambda_min")
+PAPER_KEYS = ("scale", "margin", "m", "m1", "m2", "m3", "base", "gamma", "power", "lambda_min",
+              "h", "momentum", "l_a", "u_a", "l_m", "u_m", "lambda_g", "sub_centers")
 SECTION = "## LFW unrestricted: the head comparison"
 TEST_SET = "lfw-fold10"
 
