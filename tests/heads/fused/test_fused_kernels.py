@@ -236,6 +236,46 @@ def test_subcenter_kernels_equal_the_restatement(k, seed, dtype):
     torch.testing.assert_close(out.double(), grad, rtol=tol, atol=0)
 
 
+def _tied_sub_block(dtype, k=3):
+    """Classes whose sub-centre products tie: all K, the last two, and the first two."""
+    r, col, neg = _sub_block(dtype, k, batch=4, n=6)
+    col = torch.ones_like(col)  # ties in r stay ties once scaled
+    r[:, 0:k] = 0.25
+    r[:, k] = -1.0
+    r[:, k + 1:2 * k] = 0.5
+    r[:, 2 * k:2 * k + 2] = 0.75
+    r[:, 2 * k + 2] = -1.0
+    r[3, 2 * k:3 * k] = -math.inf
+    return r, col, neg
+
+
+def _assert_first_tied_subcentre(out, k=3):
+    per_class = out.view(out.shape[0], -1, k)
+    assert ((per_class != 0).sum(2) <= 1).all()  # never the gradient twice
+    assert (per_class[:, 0, 0] != 0).all() and (per_class[:, 0, 1:] == 0).all()
+    assert (per_class[:, 1, 1] != 0).all() and (per_class[:, 1, 2] == 0).all()
+    assert (per_class[:3, 2, 0] != 0).all() and (per_class[3, 2] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_tied_subcentres_give_the_gradient_to_the_first_only(monkeypatch, dtype):
+    r, col, neg = _tied_sub_block(dtype)
+    out = _eager(monkeypatch, kernels.subcenter_grad, 3, r, col, neg,
+                 torch.empty(r.shape, dtype=dtype))
+    _assert_first_tied_subcentre(out)
+
+
+@needs_compiler
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_tied_subcentres_give_the_gradient_to_the_first_only(compiled, dtype):
+    r, col, neg = _tied_sub_block(dtype)
+    out = torch.empty(r.shape, dtype=dtype)
+    kernels.subcenter_grad(3, r, col, neg, out)
+    assert ("subcenter_grad", 3) in kernels._state  # it ran generated
+    _assert_first_tied_subcentre(out)
+
+
 @needs_compiler
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -83,18 +83,39 @@ def _ref_neg_grad(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift:
     out.copy_(torch.exp(value * scale + neg_shift) * grad * col)
 
 
+def _sub_max(k: int, r: Tensor, col: Tensor) -> tuple[list[Tensor], Tensor]:
+    """The K scaled products of each class, (batch, n) each, and their maximum.
+
+    An unrolled ``maximum`` rather than ``amax``/``max`` over a K axis: inductor makes one
+    vectorised pointwise loop of it, where the reduction with an index ran ~3x slower (a
+    (512, 8,256) block, one thread: 38-41 ms against 9-15 ms generated).
+    """
+    z = (r.to(col.dtype) * col).view(r.shape[0], -1, k)
+    parts = [z[:, :, j] for j in range(k)]
+    top = parts[0]
+    for part in parts[1:]:
+        top = torch.maximum(top, part)
+    return parts, top
+
+
 def _ref_sub_rowsum(k: int, r: Tensor, col: Tensor, neg_shift: Tensor) -> Tensor:
-    z = (r.to(col.dtype) * col).view(r.shape[0], -1, k).amax(2)
-    return torch.exp(z + neg_shift).sum(1)
+    _, top = _sub_max(k, r, col)
+    return torch.exp(top + neg_shift).sum(1)
 
 
 def _ref_sub_grad(k: int, r: Tensor, col: Tensor, neg_shift: Tensor, out: Tensor) -> None:
-    z = (r.to(col.dtype) * col).view(r.shape[0], -1, k)
-    top, idx = z.max(2, keepdim=True)
-    hit = torch.arange(k, device=r.device) == idx
-    # exp(max) * 1/|w| at the arg-max only: d max_k z_k / d z_k is the arg-max indicator
-    g = torch.where(hit, torch.exp(top + neg_shift.unsqueeze(2)) * col.view(-1, k), 0.0)
-    out.copy_(g.view(r.shape[0], -1))
+    parts, top = _sub_max(k, r, col)
+    grown = torch.exp(top + neg_shift)
+    inv = col.view(-1, k)
+    grads, taken = [], None
+    for j, part in enumerate(parts):
+        # d max_k z_k / d z_k is the arg-max indicator: the first sub-centre equal to the max
+        hit = part == top
+        if taken is not None:
+            hit = hit & ~taken
+        taken = hit if taken is None else taken | hit
+        grads.append(torch.where(hit, grown * inv[:, j], 0.0))
+    out.view(r.shape[0], -1, k).copy_(torch.stack(grads, 2))
 
 
 def _compiled(name: object, fn: Callable) -> Callable | None:
