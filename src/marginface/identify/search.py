@@ -18,7 +18,7 @@ float32 search only by the rows' own quantisation.
 products of the rounded rows, with a proven error bound deciding which candidates to rescore in
 float32 (:mod:`marginface.identify.bf16_filter`). ``product="auto"`` (the default) takes it where
 it was measured faster: a CPU with native bfloat16, a gallery of at least 100,000 rows and at least
-50 probes (:func:`resolve_product`; figures in docs/performance.md, "Exact search").
+50 probes (:func:`resolve_product`; figures in docs/performance.md, "Identification search").
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def exact_search(
     ``select``: ``"threshold"`` (:class:`RunningTopK`: only entries above a probe's k-th score
     are merged; ties broken by the lower gallery index) or ``"topk"`` (a full top-k of every
     tile, then merged; ties in any order). The threshold path was the faster on a quiet machine
-    (docs/performance.md, "Exact search").
+    (docs/performance.md, "Identification search").
     ``product="bf16_filter"`` (float32 gallery only): bf16 products of the rounded rows filter
     and the candidates are rescored in float32; still exact, as the bound
     ``|s~ - f| <= 2^-8 |s~| + A`` (A ~ 0.0079 |q| max|g| at D = 512) decides which rows can be
@@ -141,8 +141,7 @@ def exact_search(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     check_choice("select", select, ("topk", "threshold"))
-    check_choice("product", product, PRODUCTS)
-    product = resolve_product(product, gallery, probes.shape[0])
+    product = resolve_product(product, gallery, probes.shape[0])  # checks the name too
     if product == "bf16_filter" and gallery.dtype != torch.float32:
         raise ValueError(f"product='bf16_filter' needs a float32 gallery, got {gallery.dtype} "
                          "(a bfloat16 gallery is multiplied in bfloat16 already)")
