@@ -16,7 +16,11 @@ Modes:
   benchmarks/results/lfw_unrestricted_budget.json. Fold 10 is never seen.
 - ``compare`` (default): one normal trainer run dir per head under ``--runs``; a finished head
   (summary.json present) is skipped, an unfinished one resumed from its checkpoint, so an
-  interrupted comparison continues where it stopped. Then the final figures, the JSON
+  interrupted comparison continues where it stopped. Each scored head is also recorded in
+  benchmarks/results/lfw_unrestricted/HEAD.json (its figures, per-pair decisions, curve, the
+  recipe's fingerprint and the commit that trained it); a recorded head with the same recipe is
+  not trained again, so the comparison spans sessions whose run dirs are gone. Then the final
+  figures, the JSON
   (benchmarks/results/lfw_unrestricted.json), the plot (held-out accuracy against step, one line
   per head; docs/images/lfw_unrestricted.png) and the tables in docs/training.md and README.md.
 - ``finetune``: import the CASIA MobileFaceNet (``marginface import-weights``), score it on fold
@@ -33,9 +37,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import inspect
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "lfw_unrestricted_compare.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "lfw_unrestricted.json"
 BUDGET = ROOT / "benchmarks" / "results" / "lfw_unrestricted_budget.json"
+RECORDS = ROOT / "benchmarks" / "results" / "lfw_unrestricted"
 PLOT = ROOT / "docs" / "images" / "lfw_unrestricted.png"
 CASIA = ROOT.parent / "shared" / "models" / "mobilefacenet-casia" / "068.ckpt"
 HEADS = ("softmax", "normface", "sphereface", "cosface", "arcface", "combined")
@@ -61,6 +68,8 @@ PAPER_KEYS = ("scale", "margin", "m", "m1", "m2", "m3", "base", "gamma", "power"
               "h", "momentum", "l_a", "u_a", "l_m", "u_m", "lambda_g", "sub_centers")
 SECTION = "## LFW unrestricted: the head comparison"
 TEST_SET = "lfw-fold10"
+# Overrides that change the speed of a run, not what it learns: outside the recipe's fingerprint.
+NOT_RECIPE = ("train.threads", "train.progress", "data.num_workers")
 
 
 def paper_parameters(head: str) -> dict[str, Any]:
@@ -186,21 +195,73 @@ def budget_steps(args: argparse.Namespace) -> None:
         print(f"budget from {args.budget_out}: {args.steps} steps")
 
 
+def recipe_fingerprint(args: argparse.Namespace, head: str) -> str:
+    """What decides a head's result: the config file's content, budget, overrides and head."""
+    raw = yaml.safe_load(Path(args.config).read_text())
+    overrides = [o for o in args.overrides if o.split("=", 1)[0].strip() not in NOT_RECIPE]
+    key = {"config": raw, "head": head, "overrides": overrides,
+           "budget_steps": make_config(args, head, validation=False).train.max_steps,
+           "paper": paper_parameters(head)}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def recorded_row(args: argparse.Namespace, head: str) -> dict[str, Any] | None:
+    """The head's committed record when its recipe is today's, else None (train it)."""
+    path = args.records / f"{head}.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("recipe_sha256") != recipe_fingerprint(args, head):
+        print(f"[{head}] {path} was made with another recipe: training again")
+        return None
+    print(f"[{head}] recorded in {path} (commit {record.get('commit')}): not trained again")
+    return record["row"]
+
+
+def display_path(path: Path) -> str:
+    """Relative to the checkout when inside it, so a committed record names no machine."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def train_and_record(args: argparse.Namespace, head: str) -> dict[str, Any]:
+    config = make_config(args, head, validation=False)
+    run_dir = args.runs / head
+    summary = train_head(run_dir, config)
+    scored = score_model(run_dir / "model.safetensors", args.lfw, 10)
+    row = {"paper": paper_parameters(head), "steps": summary["steps"],
+           "images_per_second": summary["images_per_second"],
+           "train_seconds": summary["train_seconds"],
+           "precision": summary.get("precision"), "compiled": summary.get("compiled"),
+           "curve": eval_curve(run_dir, TEST_SET), **scored}
+    record = {"head": head, "recipe_sha256": recipe_fingerprint(args, head),
+              "config": display_path(args.config), "overrides": list(args.overrides),
+              "commit": git_commit(), "command": " ".join(["python", *sys.argv]),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "load_average_at_end": [round(v, 2) for v in os.getloadavg()], "row": row}
+    args.records.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.records / f"{head}.json", json.dumps(record, indent=1) + "\n")
+    return row
+
+
 def compare(args: argparse.Namespace) -> int:
     budget_steps(args)
     heads = args.heads or list(HEADS)
     rows: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
     for head in heads:
-        config = make_config(args, head, validation=False)
-        run_dir = args.runs / head
-        summary = train_head(run_dir, config)
-        scored = score_model(run_dir / "model.safetensors", args.lfw, 10)
-        rows[head] = {"paper": paper_parameters(head), "steps": summary["steps"],
-                      "images_per_second": summary["images_per_second"],
-                      "train_seconds": summary["train_seconds"],
-                      "precision": summary.get("precision"), "compiled": summary.get("compiled"),
-                      "curve": eval_curve(run_dir, TEST_SET), "run_dir": str(run_dir), **scored}
+        rows[head] = recorded_row(args, head) or train_and_record(args, head)
     result = {"benchmark": "lfw_unrestricted", "protocol": "LFW unrestricted, no outside data: "
               "train people of folds 1-9 with >= 2 images, verify fold 10's 600 pairs",
               "config": str(args.config),
@@ -347,6 +408,8 @@ def main() -> int:
     p.add_argument("--people-file", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--budget-out", type=Path, default=BUDGET)
+    p.add_argument("--records", type=Path, default=RECORDS,
+                   help="one committed record per scored head (compare skips a recorded head)")
     p.add_argument("--plot", type=Path, default=PLOT)
     p.add_argument("--no-doc", action="store_true")
     p.add_argument("--quick", action="store_true",
@@ -364,6 +427,7 @@ def main() -> int:
                           "train.channels_last=true", "train.progress=false", *args.overrides]
         args.out = args.runs / "lfw_unrestricted.json"
         args.budget_out = args.runs / "lfw_unrestricted_budget.json"
+        args.records = args.runs / "records"
         args.plot = args.runs / "lfw_unrestricted.png"
         args.no_doc = True
     if args.mode == "select-budget":
