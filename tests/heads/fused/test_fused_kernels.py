@@ -204,6 +204,32 @@ def _sub_block(dtype, k, seed=0, batch=24, n=40):
     return r, col, neg
 
 
+def _slabs(r, col, k):
+    """A class-major (batch, n K) block and its (n K,) norms, sub-centre-major as the kernels take
+    them: (K, batch, n) and (K, n)."""
+    n = r.shape[1] // k
+    return (r.view(r.shape[0], n, k).permute(2, 0, 1).contiguous(),
+            col.view(n, k).t().contiguous())
+
+
+def _class_major(out):
+    """A (K, batch, n) gradient block back in the class-major (batch, n K) layout."""
+    return out.permute(1, 2, 0).reshape(out.shape[1], -1)
+
+
+def _sub_kernels(k, r, col, neg, dtype, eager=None):
+    """The two sub-centre kernels on a class-major block; results class-major."""
+    rk, ck = _slabs(r, col, k)
+    out = torch.empty(rk.shape, dtype=dtype)
+    if eager is None:
+        total = kernels.subcenter_exp_rowsum(rk, ck, neg)
+        kernels.subcenter_grad(rk, ck, neg, out)
+    else:
+        total = _eager(eager, kernels.subcenter_exp_rowsum, rk, ck, neg)
+        _eager(eager, kernels.subcenter_grad, rk, ck, neg, out)
+    return total, _class_major(out)
+
+
 def _sub_restated(r, col, neg, k):
     """Sub-center ArcFace's block terms written out: z_ij = max_k, gradient at the arg-max."""
     z = r.double() * col.double()
@@ -226,10 +252,9 @@ def test_subcenter_kernels_equal_the_restatement(k, seed, dtype):
     cd = torch.float64 if dtype == torch.float64 else torch.float32
     col, neg = col.to(cd), neg.to(cd)
     total, grad = _sub_restated(r, col, neg, k)
-    out = torch.empty(r.shape, dtype=dtype)
-    torch.testing.assert_close(kernels.subcenter_exp_rowsum(k, r, col, neg).double(), total,
+    got, out = _sub_kernels(k, r, col, neg, dtype)
+    torch.testing.assert_close(got.double(), total,
                                rtol=2e-5 if cd == torch.float32 else 1e-12, atol=0)
-    kernels.subcenter_grad(k, r, col, neg, out)
     assert (out[3, 2 * k:3 * k] == 0).all()  # the masked target class gives nothing
     assert ((out != 0).view(r.shape[0], -1, k).sum(2) <= 1).all()  # one sub-centre per class
     tol = {torch.float32: 2e-5, torch.bfloat16: 8e-3, torch.float64: 1e-12}[dtype]
@@ -260,8 +285,7 @@ def _assert_first_tied_subcentre(out, k=3):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_tied_subcentres_give_the_gradient_to_the_first_only(monkeypatch, dtype):
     r, col, neg = _tied_sub_block(dtype)
-    out = _eager(monkeypatch, kernels.subcenter_grad, 3, r, col, neg,
-                 torch.empty(r.shape, dtype=dtype))
+    _, out = _sub_kernels(3, r, col, neg, dtype, eager=monkeypatch)
     _assert_first_tied_subcentre(out)
 
 
@@ -270,8 +294,7 @@ def test_tied_subcentres_give_the_gradient_to_the_first_only(monkeypatch, dtype)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_compiled_tied_subcentres_give_the_gradient_to_the_first_only(compiled, dtype):
     r, col, neg = _tied_sub_block(dtype)
-    out = torch.empty(r.shape, dtype=dtype)
-    kernels.subcenter_grad(3, r, col, neg, out)
+    _, out = _sub_kernels(3, r, col, neg, dtype)
     assert ("subcenter_grad", 3) in kernels._state  # it ran generated
     _assert_first_tied_subcentre(out)
 
@@ -282,11 +305,12 @@ def test_compiled_tied_subcentres_give_the_gradient_to_the_first_only(compiled, 
 def test_compiled_subcenter_blocks_equal_eager(compiled, monkeypatch, dtype):
     k = 3
     r, col, neg = _sub_block(dtype, k)
-    got = kernels.subcenter_exp_rowsum(k, r, col, neg)
+    rk, ck = _slabs(r, col, k)
+    got = kernels.subcenter_exp_rowsum(rk, ck, neg)
     assert ("subcenter_exp_rowsum", k) in kernels._state  # it ran generated
-    want = _eager(monkeypatch, kernels.subcenter_exp_rowsum, k, r, col, neg)
+    want = _eager(monkeypatch, kernels.subcenter_exp_rowsum, rk, ck, neg)
     torch.testing.assert_close(got, want, rtol=2e-5, atol=0)
-    out, ref = _out_equals_eager(monkeypatch, kernels.subcenter_grad, (k, r, col, neg), r.shape,
+    out, ref = _out_equals_eager(monkeypatch, kernels.subcenter_grad, (rk, ck, neg), rk.shape,
                                  dtype)
     assert torch.equal(out != 0, ref != 0)  # the same arg-max sub-centres
 

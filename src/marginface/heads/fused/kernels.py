@@ -7,9 +7,9 @@ Per block of ``n`` classes the fused loss does three things besides its matrix p
 - ``finish_weight_grad``: ``dw = g - w <w, g> / |w|^2`` per row, the step through ``w / |w|``;
 - ``negatives_rowsum_max`` and ``negatives_grad``: the same two block passes for heads that change
   the non-target logits to ``s n(cos)`` (CurricularFace), with ``n`` traced into the kernel;
-- ``subcenter_exp_rowsum`` and ``subcenter_grad``: the same two passes over K sub-centre columns
-  per class (Sub-center ArcFace): the max over each class's K scaled products, and the gradient
-  written straight into the dense (batch, n K) block, nonzero at the arg-max sub-centre only.
+- ``subcenter_exp_rowsum`` and ``subcenter_grad``: the same two passes over a sub-centre-major
+  (K, batch, n) block (Sub-center ArcFace): the max over each class's K scaled products, and the
+  gradient written straight into the dense (K, batch, n) block, nonzero at the arg-max only.
 
 ``c`` is ``1/|w_j|`` (or none), ``b`` the bias (or none), ``s`` the row shift. Eagerly each of
 these is several passes over the block, and the exp of the eager kernel is the slowest of them; on
@@ -61,7 +61,7 @@ def _ref_grad_block(r: Tensor, col: Tensor | None, bias: Tensor | None, neg_shif
 
 def _ref_finish(gw: Tensor, w: Tensor, inv: Tensor, out: Tensor) -> None:
     g = gw.float()
-    dots = (g * w).sum(1, keepdim=True) * (inv * inv).unsqueeze(1)
+    dots = (g * w).sum(-1, keepdim=True) * (inv * inv).unsqueeze(-1)
     out.copy_(g - w * dots)
 
 
@@ -83,30 +83,29 @@ def _ref_neg_grad(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift:
     out.copy_(torch.exp(value * scale + neg_shift) * grad * col)
 
 
-def _sub_max(k: int, r: Tensor, col: Tensor) -> tuple[list[Tensor], Tensor]:
+def _sub_max(r: Tensor, col: Tensor) -> tuple[list[Tensor], Tensor]:
     """The K scaled products of each class, (batch, n) each, and their maximum.
 
-    An unrolled ``maximum`` rather than ``amax``/``max`` over a K axis: inductor makes one
-    vectorised pointwise loop of it, where the reduction with an index ran ~3x slower (a
-    (512, 8,256) block, one thread: 38-41 ms against 9-15 ms generated).
+    ``r`` is sub-centre-major, (K, batch, n), so each of the K operands is contiguous and the
+    maximum is one vectorised pointwise loop once generated. Class-major (batch, n K) columns
+    read with stride K ran ~6x slower for this sum and ~1.5x for the gradient (a (512, 8,256)
+    bf16 block, generated), and ``amax``/``max`` over a K axis slower still.
     """
-    z = (r.to(col.dtype) * col).view(r.shape[0], -1, k)
-    parts = [z[:, :, j] for j in range(k)]
+    parts = [r[j].to(col.dtype) * col[j] for j in range(r.shape[0])]
     top = parts[0]
     for part in parts[1:]:
         top = torch.maximum(top, part)
     return parts, top
 
 
-def _ref_sub_rowsum(k: int, r: Tensor, col: Tensor, neg_shift: Tensor) -> Tensor:
-    _, top = _sub_max(k, r, col)
+def _ref_sub_rowsum(r: Tensor, col: Tensor, neg_shift: Tensor) -> Tensor:
+    _, top = _sub_max(r, col)
     return torch.exp(top + neg_shift).sum(1)
 
 
-def _ref_sub_grad(k: int, r: Tensor, col: Tensor, neg_shift: Tensor, out: Tensor) -> None:
-    parts, top = _sub_max(k, r, col)
+def _ref_sub_grad(r: Tensor, col: Tensor, neg_shift: Tensor, out: Tensor) -> None:
+    parts, top = _sub_max(r, col)
     grown = torch.exp(top + neg_shift)
-    inv = col.view(-1, k)
     grads, taken = [], None
     for j, part in enumerate(parts):
         # d max_k z_k / d z_k is the arg-max indicator: the first sub-centre equal to the max
@@ -114,8 +113,9 @@ def _ref_sub_grad(k: int, r: Tensor, col: Tensor, neg_shift: Tensor, out: Tensor
         if taken is not None:
             hit = hit & ~taken
         taken = hit if taken is None else taken | hit
-        grads.append(torch.where(hit, grown * inv[:, j], 0.0))
-    out.view(r.shape[0], -1, k).copy_(torch.stack(grads, 2))
+        grads.append(torch.where(hit, grown * col[j], 0.0))
+    # one stacked copy: K copies into out[j] generated ~12x slower code (scalar loops)
+    out.copy_(torch.stack(grads, 0))
 
 
 def _compiled(name: object, fn: Callable) -> Callable | None:
@@ -176,14 +176,17 @@ def grad_block(r: Tensor, col: Tensor | None, bias: Tensor | None, neg_shift: Te
 
 
 def finish_weight_grad(gw: Tensor, w: Tensor, inv: Tensor, out: Tensor) -> None:
-    """``out = gw - w * (<w, gw> inv^2)`` row by row (``out`` may be ``gw``)."""
+    """``out = gw - w * (<w, gw> inv^2)`` row by row (``out`` may be ``gw``).
+
+    Rows are the last axis: ``gw``, ``w`` and ``out`` (..., D), ``inv`` (...).
+    """
     if _wants_compiled(gw):
         if _run_compiled("finish", _ref_finish, gw, w, inv, out)[0]:
             return
     if out is not gw:
         out.copy_(gw)
-    dots = torch.einsum("nd,nd->n", out, w).mul_(inv).mul_(inv)
-    out.addcmul_(w, dots.unsqueeze(1), value=-1.0)
+    dots = torch.einsum("...d,...d->...", out, w).mul_(inv).mul_(inv)
+    out.addcmul_(w, dots.unsqueeze(-1), value=-1.0)
 
 
 def negatives_rowsum_max(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift: Tensor,
@@ -220,29 +223,32 @@ def negatives_grad(fn: Callable, scale: float, r: Tensor, col: Tensor, neg_shift
     return out
 
 
-def subcenter_exp_rowsum(k: int, r: Tensor, col: Tensor, neg_shift: Tensor) -> Tensor:
-    """``sum_j exp(max_k r_i,jk col_jk + neg_shift_i)`` over a (batch, n K) block, class-major.
+def subcenter_exp_rowsum(r: Tensor, col: Tensor, neg_shift: Tensor) -> Tensor:
+    """``sum_j exp(max_k r_k,ij col_kj + neg_shift_i)`` over a sub-centre-major block.
 
-    ``col`` (n K,) is ``1/|w|`` of each sub-centre row, in the compute dtype (the result's).
+    ``r`` (K, batch, n): slab k holds the products with sub-centre k of the block's n classes;
+    ``col`` (K, n) is ``1/|w|`` of each sub-centre row, in the compute dtype (the result's).
     A class whose K entries are all -inf contributes 0.
     """
+    k = r.shape[0]
     if _wants_compiled(r):
-        ok, out = _run_compiled(("subcenter_exp_rowsum", k),
-                                lambda *a: _ref_sub_rowsum(k, *a), r, col, neg_shift)
+        ok, out = _run_compiled(("subcenter_exp_rowsum", k), _ref_sub_rowsum, r, col, neg_shift)
         if ok:
             return out  # type: ignore[return-value]
-    return _ref_sub_rowsum(k, r, col, neg_shift)
+    return _ref_sub_rowsum(r, col, neg_shift)
 
 
-def subcenter_grad(k: int, r: Tensor, col: Tensor, neg_shift: Tensor, out: Tensor) -> Tensor:
-    """``out_i,jk = exp(z_ij + neg_shift_i) col_jk`` at the arg-max k of ``r_i,jk col_jk``, else 0.
+def subcenter_grad(r: Tensor, col: Tensor, neg_shift: Tensor, out: Tensor) -> Tensor:
+    """``out_k,ij = exp(z_ij + neg_shift_i) col_kj`` at the arg-max k of ``r_k,ij col_kj``, else 0.
 
-    ``z_ij = max_k r_i,jk col_jk``; ``out`` (batch, n K) in the dtype of the next products,
-    computed in ``col``'s dtype and rounded once. A class whose K entries are all -inf gives 0.
+    ``z_ij = max_k r_k,ij col_kj``; ``r`` and ``out`` (K, batch, n) as in
+    ``subcenter_exp_rowsum``, ``out`` in the dtype of the next products, computed in ``col``'s
+    dtype and rounded once. Ties go to the first sub-centre. A class whose K entries are all
+    -inf gives 0.
     """
+    k = r.shape[0]
     if _wants_compiled(r):
-        if _run_compiled(("subcenter_grad", k), lambda *a: _ref_sub_grad(k, *a), r, col,
-                         neg_shift, out)[0]:
+        if _run_compiled(("subcenter_grad", k), _ref_sub_grad, r, col, neg_shift, out)[0]:
             return out
-    _ref_sub_grad(k, r, col, neg_shift, out)
+    _ref_sub_grad(r, col, neg_shift, out)
     return out

@@ -1,22 +1,25 @@
 """Sub-centre blocks of the fused loss: ``cos_ij = max_k cos(x_i, W_{j,k})`` (Sub-center ArcFace).
 
 Deng et al., "Sub-center ArcFace", ECCV 2020. The weight holds K rows per class, class-major
-(row ``j K + k`` is sub-centre k of class j). Each block of ``n`` classes is one (batch, n K)
-product, column-normalised, viewed as (batch, n, K) and reduced by the maximum; the gradient of
-``cos_ij`` goes to the arg-max sub-centre only (the derivative of the max, almost everywhere).
+(row ``j K + k`` is sub-centre k of class j). Each block of ``n`` classes gives the (batch, n)
+products with each of the K sub-centres, column-normalised and reduced by the maximum over K; the
+gradient of ``cos_ij`` goes to the arg-max sub-centre only (the derivative of the max, almost
+everywhere).
 For the target entries the forward pass's arg-max (``tgt_k``) is reused in the backward pass, so
 value and gradient always refer to the same sub-centre.
 
 This path serves only ``LogitSpec.sub_centers > 1`` (normalised rows, no bias). With the fixed
 shift ``s`` (the margin heads without changed negatives: every logit is at most ``s``) each block
-is one product into a reused buffer plus one generated elementwise pass
-(``kernels.subcenter_exp_rowsum`` forward, ``kernels.subcenter_grad`` backward, which writes the
-dense (batch, n K) gradient block directly: no zero fill, no scatter), then the two gradient
-products and ``kernels.finish_weight_grad``, as the K = 1 blocks of
-``marginface.heads.fused.blocks``. The target classes' K entries are masked to -inf, so those
-classes give 0, and their value and gradient are set apart (the gradient at ``tgt_k``). Rows whose
-sum falls near the subnormals are recomputed with a running max, as in ``forward_lse``. Changed
-negatives (no bound, hence no fixed shift) keep the eager running-max passes.
+is laid out sub-centre-major, (K, batch, n): K products (one per sub-centre, over strided weight
+rows) into a reused buffer, so each kernel operand is contiguous and vectorises, plus one
+generated elementwise pass (``kernels.subcenter_exp_rowsum`` forward, ``kernels.subcenter_grad``
+backward, which writes the dense (K, batch, n) gradient block directly: no zero fill, no
+scatter), then the gradient products and ``kernels.finish_weight_grad`` per sub-centre, as the
+K = 1 blocks of ``marginface.heads.fused.blocks``. The target classes' K entries are masked to
+-inf, so those classes give 0, and their value and gradient are set apart (the gradient at
+``tgt_k``). Rows whose sum falls near the subnormals are recomputed with a running max, as in
+``forward_lse``. Changed negatives (no bound, hence no fixed shift) keep the eager running-max
+passes.
 Products run in ``xm``'s dtype (bfloat16 with ``matmul_dtype=torch.bfloat16``); the gradient
 products in float16 mode run in the compute dtype (no float16 overflow of exact margin gradients).
 """
@@ -29,7 +32,7 @@ import torch
 from torch import Tensor
 
 from marginface.heads.fused import kernels
-from marginface.heads.fused.blocks import _product, _weight_block, accumulate_block, block_targets
+from marginface.heads.fused.blocks import accumulate_block, block_targets
 from marginface.heads.fused.negatives import NegativeBlocks
 
 __all__ = ["subcenter_forward_lse", "subcenter_backward", "subcenter_target"]
@@ -74,9 +77,34 @@ def subcenter_forward_lse(xm: Tensor, weight: Tensor, inv_norm: Tensor, k: int,
     return run_max + total.log()
 
 
+def _slabs(weight: Tensor, inv_norm: Tensor, c0: int, c1: int, k: int, mm_dtype: torch.dtype,
+           buf: Tensor) -> tuple[Tensor, Tensor]:
+    """Classes ``c0:c1`` sub-centre-major: the rows (K, n, D) for the products and 1/|w| (K, n).
+
+    Slab k is sub-centre k of every class of the block: rows ``j K + k`` of the class-major
+    weight (converted into ``buf`` when the products need another dtype), as strided views:
+    BLAS takes the row stride.
+    """
+    n, dim = c1 - c0, weight.shape[1]
+    rows = weight[c0 * k:c1 * k]
+    if weight.dtype != mm_dtype:  # a contiguous conversion: ~2x faster than a transposing one
+        rows = buf[: k * n * dim].view(k * n, dim).copy_(rows)
+    return (rows.view(n, k, dim).transpose(0, 1),
+            inv_norm[c0 * k:c1 * k].view(n, k).t().contiguous())
+
+
+def _slab_products(xm: Tensor, rows: Tensor, buf: Tensor) -> Tensor:
+    """(K, batch, n): ``xm @ rows[k]^T`` for each sub-centre k, written into ``buf``."""
+    k, n = rows.shape[0], rows.shape[1]
+    r = buf[: k * xm.shape[0] * n].view(k, xm.shape[0], n)
+    for j in range(k):
+        torch.mm(xm, rows[j].t(), out=r[j])
+    return r
+
+
 def _shifted_lse(xm: Tensor, weight: Tensor, inv_norm: Tensor, k: int, tgt_local: Tensor,
                  tgt_logit: Tensor, block: int, cd: torch.dtype, shift: Tensor) -> Tensor:
-    """``shift_i + log sum_j exp(z_ij - shift_i)``: one product and one kernel pass per block."""
+    """``shift_i + log sum_j exp(z_ij - shift_i)``: K products and one kernel pass per block."""
     batch, dim = xm.shape
     num = weight.shape[0] // k
     wbuf = torch.empty(block * k * dim, dtype=xm.dtype, device=xm.device)
@@ -85,12 +113,12 @@ def _shifted_lse(xm: Tensor, weight: Tensor, inv_norm: Tensor, k: int, tgt_local
     neg = (-shift).unsqueeze(1)
     for c0 in range(0, num, block):
         c1 = min(c0 + block, num)
-        wb, col = _weight_block(weight, inv_norm, c0 * k, c1 * k, xm.dtype, wbuf)
-        r = _product(xm, wb, work, (c1 - c0) * k)
+        wk, col = _slabs(weight, inv_norm, c0, c1, k, xm.dtype, wbuf)
+        r = _slab_products(xm, wk, work)
         rows, cols = block_targets(tgt_local, c0, c1)
         if rows.numel():  # the target classes are added once, below
-            r.view(batch, c1 - c0, k)[rows, cols] = -math.inf
-        total += kernels.subcenter_exp_rowsum(k, r, col, neg)
+            r[:, rows, cols] = -math.inf
+        total += kernels.subcenter_exp_rowsum(r, col, neg)
     owned = (tgt_local >= 0).nonzero().squeeze(1)
     total[owned] += torch.exp(tgt_logit[owned] - shift[owned])
     lse = shift + total.log()
@@ -123,31 +151,32 @@ def subcenter_backward(xm: Tensor, weight: Tensor, inv_norm: Tensor, k: int, tgt
     wbuf = torch.empty(block * k * dim, dtype=xm.dtype, device=xm.device)
     prod = torch.empty(batch * block * k, dtype=xm.dtype, device=xm.device)
     gbuf = torch.empty(batch * block * k, dtype=gdt, device=xm.device)
-    gwbuf = torch.empty(block * k * dim, dtype=gdt, device=xm.device) if gdt != cd else None
+    gwbuf = torch.empty(block * k * dim, dtype=gdt, device=xm.device)
     neg = (-shift).unsqueeze(1)
     for c0 in range(0, num, block):
         c1 = min(c0 + block, num)
-        n, r0, r1 = c1 - c0, c0 * k, c1 * k
-        wb, col = _weight_block(weight, inv_norm, r0, r1, xm.dtype, wbuf)
-        r = _product(xm, wb, prod, n * k)
+        n = c1 - c0
+        wk, col = _slabs(weight, inv_norm, c0, c1, k, xm.dtype, wbuf)
+        r = _slab_products(xm, wk, prod)
         rows, cols = block_targets(tgt_local, c0, c1)
         if rows.numel():  # exp gives 0 there; the target gradient is set below
-            r.view(batch, n, k)[rows, cols] = -math.inf
-        # dL/dr_{ijk} = dL/dz_ij * (1/|w_jk|) at the arg-max sub-centre, 0 elsewhere
-        g = kernels.subcenter_grad(k, r, col, neg, gbuf[: batch * n * k].view(batch, n * k))
+            r[:, rows, cols] = -math.inf
+        # dL/dr_kij = dL/dz_ij * (1/|w_jk|) at the arg-max sub-centre, 0 elsewhere
+        g = kernels.subcenter_grad(r, col, neg, gbuf[: k * batch * n].view(k, batch, n))
         if rows.numel():
-            flat = cols * k + tgt_k[rows]
-            g[rows, flat] = (tgt_grad[rows] * col[flat]).to(gdt)
-        wg = weight[r0:r1] if fp16 else wb
-        gw = grad_weight[r0:r1]
-        if gdt == cd:
-            grad_xm.addmm_(g, wg)
-            gw_raw = torch.mm(g.t(), xg, out=gw)
-        else:
-            grad_xm.add_(torch.mm(g, wg).to(cd))
-            gw_raw = torch.mm(g.t(), xg, out=gwbuf[: n * k * dim].view(n * k, dim))
-        # Through w_hat = w/|w|: dw = g_hat/|w| - w <w, g_hat/|w|> / |w|^2.
-        kernels.finish_weight_grad(gw_raw, weight[r0:r1], col, gw)
+            at = tgt_k[rows]
+            g[at, rows, cols] = (tgt_grad[rows] * col[at, cols]).to(gdt)
+        wg = weight[c0 * k:c1 * k].view(n, k, dim).transpose(0, 1) if fp16 else wk
+        gw_raw = gwbuf[: k * n * dim].view(k, n, dim)
+        for j in range(k):
+            if gdt == cd:
+                grad_xm.addmm_(g[j], wg[j])
+            else:
+                grad_xm.add_(torch.mm(g[j], wg[j]).to(cd))
+            torch.mm(g[j].t(), xg, out=gw_raw[j])
+        # Through w_hat = w/|w|: dw = g_hat/|w| - w <w, g_hat/|w|> / |w|^2, class-major rows.
+        kernels.finish_weight_grad(gw_raw.transpose(0, 1), weight[c0 * k:c1 * k].view(n, k, dim),
+                                   col.t(), grad_weight[c0 * k:c1 * k].view(n, k, dim))
     return grad_xm
 
 
