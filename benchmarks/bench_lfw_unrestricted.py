@@ -249,7 +249,7 @@ def train_and_record(args: argparse.Namespace, head: str) -> dict[str, Any]:
            "curve": eval_curve(run_dir, TEST_SET), **scored}
     record = {"head": head, "recipe_sha256": recipe_fingerprint(args, head),
               "config": display_path(args.config), "overrides": list(args.overrides),
-              "commit": git_commit(), "command": " ".join(["python", *sys.argv]),
+              "commit": args.started_at_commit, "command": " ".join(["python", *sys.argv]),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "load_average_at_end": [round(v, 2) for v in os.getloadavg()], "row": row}
     args.records.mkdir(parents=True, exist_ok=True)
@@ -432,6 +432,7 @@ def main() -> int:
                    help="smoke test: softmax + cosface, 3 people a fold, 4 steps of 16; results "
                         "under runs/, nothing in benchmarks/results or docs")
     args = p.parse_args()
+    args.started_at_commit = git_commit()  # the code this process runs, not HEAD at the end
     if args.quick:
         args.runs = ROOT / "runs" / "lfw_unrestricted_quick"
         args.heads = args.heads or ["softmax", "cosface"]

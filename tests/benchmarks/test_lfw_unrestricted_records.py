@@ -24,7 +24,7 @@ def bench():
 def make_args(tmp_path: Path, **changes) -> argparse.Namespace:
     args = argparse.Namespace(config=ROOT / "configs" / "lfw_unrestricted_compare.yaml",
                               lfw=tmp_path / "lfw", people_file=None, steps=3600, overrides=[],
-                              records=tmp_path / "records")
+                              records=tmp_path / "records", started_at_commit="abc")
     for key, value in changes.items():
         setattr(args, key, value)
     return args
