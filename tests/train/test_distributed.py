@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import socket
+import warnings
 
 import pytest
 import torch
@@ -66,8 +68,21 @@ def _free_port():
 
 
 def _spawn(run_dir, resume=False, stop_after=None):
-    mp.start_processes(_worker, args=(2, _free_port(), str(run_dir), resume, stop_after),
-                       nprocs=2, join=True, start_method="spawn")
+    try:
+        mp.start_processes(_worker, args=(2, _free_port(), str(run_dir), resume, stop_after),
+                           nprocs=2, join=True, start_method="spawn")
+    except mp.ProcessExitedException as exc:
+        # Seen 2 times in ~40 runs on 2026-12-02: a rank killed by SIGABRT ("terminate called
+        # without an active exception", a C++ thread torn down, not a Python error) with no
+        # output; not reproduced in 30 reruns, loaded or not. Retried once from scratch, never
+        # for an ordinary failure (ProcessRaisedException), and reported.
+        if exc.signal_name is None or resume:
+            raise
+        warnings.warn(f"a gloo rank died of {exc.signal_name}; rerunning the 2-rank run once",
+                      stacklevel=2)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        mp.start_processes(_worker, args=(2, _free_port(), str(run_dir), resume, stop_after),
+                           nprocs=2, join=True, start_method="spawn")
 
 
 def _losses(run_dir):
