@@ -31,7 +31,7 @@ Modes:
     PYTHONPATH=src python benchmarks/bench_lfw_unrestricted.py compare
     PYTHONPATH=src python benchmarks/bench_lfw_unrestricted.py finetune
     PYTHONPATH=src python benchmarks/bench_lfw_unrestricted.py compare --recorded-only  # partial
-  PYTHONPATH=src python benchmarks/bench_lfw_unrestricted.py compare --quick   # smoke test
+    PYTHONPATH=src python benchmarks/bench_lfw_unrestricted.py compare --quick   # smoke test
 """
 
 from __future__ import annotations
@@ -274,7 +274,7 @@ def compare(args: argparse.Namespace) -> int:
         return 1
     result = {"benchmark": "lfw_unrestricted", "protocol": "LFW unrestricted, no outside data: "
               "train people of folds 1-9 with >= 2 images, verify fold 10's 600 pairs",
-              "config": str(args.config),
+              "config": display_path(args.config),
               "budget_steps": make_config(args, heads[0], validation=False).train.max_steps,
               "quick": args.quick, "seconds": time.perf_counter() - started,
               "load_average_at_end": [round(v, 2) for v in os.getloadavg()],

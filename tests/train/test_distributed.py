@@ -68,9 +68,12 @@ def _free_port():
 
 
 def _spawn(run_dir, resume=False, stop_after=None):
-    try:
+    def run():
         mp.start_processes(_worker, args=(2, _free_port(), str(run_dir), resume, stop_after),
                            nprocs=2, join=True, start_method="spawn")
+
+    try:
+        run()
     except mp.ProcessExitedException as exc:
         # Seen 2 times in ~40 runs on 2026-12-02: a rank killed by SIGABRT ("terminate called
         # without an active exception", a C++ thread torn down, not a Python error) with no
@@ -81,8 +84,7 @@ def _spawn(run_dir, resume=False, stop_after=None):
         warnings.warn(f"a gloo rank died of {exc.signal_name}; rerunning the 2-rank run once",
                       stacklevel=2)
         shutil.rmtree(run_dir, ignore_errors=True)
-        mp.start_processes(_worker, args=(2, _free_port(), str(run_dir), resume, stop_after),
-                           nprocs=2, join=True, start_method="spawn")
+        run()
 
 
 def _losses(run_dir):

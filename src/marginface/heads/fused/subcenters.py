@@ -14,12 +14,12 @@ is laid out sub-centre-major, (K, batch, n): K products (one per sub-centre, ove
 rows) into a reused buffer, so each kernel operand is contiguous and vectorises, plus one
 generated elementwise pass (``kernels.subcenter_exp_rowsum`` forward, ``kernels.subcenter_grad``
 backward, which writes the dense (K, batch, n) gradient block directly: no zero fill, no
-scatter), then the gradient products and ``kernels.finish_weight_grad`` per sub-centre, as the
-K = 1 blocks of ``marginface.heads.fused.blocks``. The target classes' K entries are masked to
--inf, so those classes give 0, and their value and gradient are set apart (the gradient at
-``tgt_k``). Rows whose sum falls near the subnormals are recomputed with a running max, as in
-``forward_lse``. Changed negatives (no bound, hence no fixed shift) keep the eager running-max
-passes.
+scatter), then the gradient products per sub-centre and ``kernels.finish_weight_grad`` once over
+the block's class-major rows, as the K = 1 blocks of ``marginface.heads.fused.blocks``. The target
+classes' K entries are masked to -inf, so those classes give 0, and their value and gradient are
+set apart (the gradient at ``tgt_k``). Rows whose sum falls near the subnormals are recomputed
+with a running max, as in ``forward_lse``. Changed negatives (no bound, hence no fixed shift) keep
+the eager running-max passes.
 Products run in ``xm``'s dtype (bfloat16 with ``matmul_dtype=torch.bfloat16``); the gradient
 products in float16 mode run in the compute dtype (no float16 overflow of exact margin gradients).
 """
